@@ -1,0 +1,3 @@
+"""hybridgate: a local-first, OpenAI-compatible LLM gateway."""
+
+__version__ = "0.1.0"

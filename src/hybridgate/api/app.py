@@ -1,0 +1,98 @@
+"""The ASGI app: routes, error mapping and the providers' lifecycle."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from hybridgate.api.errors import error_response
+from hybridgate.api.openai_routes import OpenAIRoutes
+from hybridgate.config.settings import Config
+from hybridgate.core.errors import (
+    GatewayError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+)
+from hybridgate.routing.resolve import Models
+
+log = logging.getLogger("hybridgate.api")
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _guard(handler: Handler) -> Handler:
+    """Every failure becomes an OpenAI error body; a bug becomes a bare 500 (logged here
+    with its traceback, never sent to the client)."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except GatewayError as e:
+            return error_response(e)
+        except UnicodeDecodeError:
+            return error_response(InvalidRequest("request body is not valid UTF-8",
+                                                 code="invalid_encoding"))
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.url.path)
+            return error_response(GatewayError("internal error; see the gateway log"))
+
+    return endpoint
+
+
+def create_app(config: Config, models: Models | None = None) -> Starlette:
+    models = models if models is not None else Models(config)
+    api = OpenAIRoutes(models, config.server.max_body_bytes)
+
+    async def healthz(request: Request) -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    async def readyz(request: Request) -> Response:
+        body = {"ready": models.ready,
+                "models": {n: p.ready for n, p in models.providers.items()},
+                "errors": models.load_errors}
+        return Response(msgspec.json.encode(body), status_code=200 if models.ready else 503,
+                        media_type="application/json")
+
+    routes = [
+        Route("/v1/chat/completions", _guard(api.chat_completions), methods=["POST"]),
+        Route("/v1/completions", _guard(api.completions), methods=["POST"]),
+        Route("/v1/embeddings", _guard(api.embeddings), methods=["POST"]),
+        Route("/v1/models", _guard(api.list_models), methods=["GET"]),
+        Route("/v1/models/{model:path}", _guard(api.get_model), methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 405:
+            return error_response(MethodNotAllowed(
+                f"method {request.method} is not allowed on {request.url.path}"))
+        if exc.status_code == 413:
+            return error_response(PayloadTooLarge("request body too large"))
+        if exc.status_code == 404:
+            return error_response(NotFound(f"no route for {request.url.path}"))
+        return error_response(GatewayError(str(exc.detail), status=exc.status_code))
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await models.start()
+        try:
+            yield
+        finally:
+            await models.close()
+
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={HTTPException: http_error})
+    app.state.models = models
+    return app

@@ -1,0 +1,66 @@
+"""Semantic checks a JSON schema cannot express; every provider relies on them."""
+
+from __future__ import annotations
+
+import jsonschema
+
+from hybridgate.core.errors import InvalidRequest
+from hybridgate.core.types import ChatRequest, EmbeddingRequest
+
+
+def check_chat(req: ChatRequest) -> None:
+    call_ids: set[str] = set()
+    for i, m in enumerate(req.messages):
+        if m.role == "assistant" and m.tool_calls:
+            call_ids.update(c.id for c in m.tool_calls)
+        if m.role == "tool":
+            if not m.tool_call_id:
+                raise InvalidRequest(f"messages[{i}]: a tool message needs tool_call_id",
+                                     param=f"messages[{i}].tool_call_id")
+            if m.tool_call_id not in call_ids:
+                raise InvalidRequest(
+                    f"messages[{i}]: tool_call_id '{m.tool_call_id}' does not match any "
+                    "earlier assistant tool call", param=f"messages[{i}].tool_call_id")
+        if m.role in ("user", "system", "developer") and m.content is None:
+            raise InvalidRequest(f"messages[{i}]: content is required for role '{m.role}'",
+                                 param=f"messages[{i}].content")
+    names = [t.function.name for t in req.tools or []]
+    if len(set(names)) != len(names):
+        raise InvalidRequest("tools: function names must be unique", param="tools")
+    for i, t in enumerate(req.tools or []):
+        if t.function.parameters is not None:
+            _check_schema(t.function.parameters, f"tools[{i}].function.parameters")
+    choice = req.tool_choice
+    if choice is not None and choice != "none" and not req.tools:
+        raise InvalidRequest("tool_choice is set but no tools were given", param="tool_choice")
+    if choice is not None and not isinstance(choice, str) and choice.function.name not in names:
+        raise InvalidRequest(f"tool_choice names '{choice.function.name}', which is not in tools",
+                             param="tool_choice")
+    fmt = req.response_format
+    if fmt is not None and fmt.type == "json_schema":
+        if fmt.json_schema is None:
+            raise InvalidRequest("response_format json_schema needs a json_schema object",
+                                 param="response_format.json_schema")
+        _check_schema(fmt.json_schema.schema or {}, "response_format.json_schema.schema")
+
+
+def _check_schema(schema: object, param: str) -> None:
+    if not isinstance(schema, dict):
+        raise InvalidRequest(f"{param} must be a JSON Schema object", param=param)
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as e:
+        raise InvalidRequest(f"{param} is not a valid JSON Schema: {e.message}",
+                             param=param, code="invalid_schema") from None
+
+
+def check_embedding(req: EmbeddingRequest) -> None:
+    inp = req.input
+    if isinstance(inp, str):
+        if not inp:
+            raise InvalidRequest("input must not be empty", param="input")
+        return
+    if not inp:
+        raise InvalidRequest("input must not be empty", param="input")
+    if isinstance(inp[0], str) and any(not s for s in inp):  # type: ignore[union-attr]
+        raise InvalidRequest("input strings must not be empty", param="input")

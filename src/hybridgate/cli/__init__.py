@@ -1,0 +1,1 @@
+"""The ``hybridgate`` command line: thin wrappers over the library."""

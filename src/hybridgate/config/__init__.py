@@ -1,0 +1,20 @@
+"""Configuration: YAML + ``${ENV}`` references, validated into typed structs."""
+
+from hybridgate.config.settings import (
+    AnthropicModel,
+    Config,
+    ConfigError,
+    EmbeddingModel,
+    LocalModel,
+    ModelEntry,
+    OpenAIModel,
+    ServerConfig,
+    default_config,
+    hybridgate_home,
+    load_config,
+)
+
+__all__ = [
+    "AnthropicModel", "Config", "ConfigError", "EmbeddingModel", "LocalModel", "ModelEntry",
+    "OpenAIModel", "ServerConfig", "default_config", "hybridgate_home", "load_config",
+]

@@ -1,0 +1,167 @@
+"""Load and validate the gateway's YAML config.
+
+Zero config means: the default catalog model served locally plus the local
+embedding model.  Secrets are never written in the file; they are ``${ENV_VAR}``
+references resolved at load time (``${VAR:-default}`` gives a fallback).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+import yaml
+from msgspec import Meta, Struct, field
+
+DEFAULT_LOCAL_MODEL = "qwen2.5-coder-0.5b-instruct"
+DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+
+
+class ConfigError(ValueError):
+    """The config file is unreadable or invalid; the message says where."""
+
+
+def hybridgate_home() -> Path:
+    """Cache and state directory (``HYBRIDGATE_HOME``, default ``~/.cache/hybridgate``)."""
+    return Path(os.environ.get("HYBRIDGATE_HOME") or Path.home() / ".cache" / "hybridgate")
+
+
+class ServerConfig(Struct, kw_only=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Meta(ge=0, le=65535)] = 8080
+    # Bodies above this many bytes are refused with 413 before they are read in full.
+    max_body_bytes: Annotated[int, Meta(ge=1024)] = 8 * 1024 * 1024
+    log_format: Literal["text", "json"] = "text"
+
+
+class LocalModel(Struct, kw_only=True, forbid_unknown_fields=True, tag="local",
+                 tag_field="provider"):
+    """A GGUF model run in-process by llama.cpp."""
+
+    name: str
+    model: str = DEFAULT_LOCAL_MODEL  # catalog name or a path to a .gguf file
+    n_threads: Annotated[int, Meta(ge=1)] | None = None  # default: all cores
+    n_ctx: Annotated[int, Meta(ge=256)] = 4096
+    n_batch: Annotated[int, Meta(ge=8)] = 512
+    kv_cache_type: Literal["f16", "q8_0", "q4_0"] = "f16"
+    flash_attn: bool | None = None  # default: on when the KV cache is quantized
+    default_max_tokens: Annotated[int, Meta(ge=1)] = 1024
+
+
+class OpenAIModel(Struct, kw_only=True, forbid_unknown_fields=True, tag="openai",
+                  tag_field="provider"):
+    """Any OpenAI-compatible HTTP API (OpenAI, vLLM, Ollama, Groq, OpenRouter, ...)."""
+
+    name: str
+    base_url: str
+    api_key: str | None = None
+    model: str | None = None  # upstream model name; defaults to ``name``
+    timeout: Annotated[float, Meta(gt=0)] = 120.0
+    connect_timeout: Annotated[float, Meta(gt=0)] = 10.0
+    headers: dict[str, str] = field(default_factory=dict)
+    embeddings: bool = False  # serve /v1/embeddings for this model instead of chat
+
+
+class AnthropicModel(Struct, kw_only=True, forbid_unknown_fields=True, tag="anthropic",
+                     tag_field="provider"):
+    """Anthropic's Messages API, translated to and from OpenAI's format."""
+
+    name: str
+    api_key: str | None = None
+    base_url: str = "https://api.anthropic.com"
+    model: str | None = None
+    timeout: Annotated[float, Meta(gt=0)] = 120.0
+    connect_timeout: Annotated[float, Meta(gt=0)] = 10.0
+    anthropic_version: str = "2023-06-01"
+    default_max_tokens: Annotated[int, Meta(ge=1)] = 4096
+
+
+class EmbeddingModel(Struct, kw_only=True, forbid_unknown_fields=True,
+                     tag="sentence_transformers", tag_field="provider"):
+    """A sentence-transformers embedding model run in-process on the CPU."""
+
+    name: str
+    model: str = DEFAULT_EMBEDDING_MODEL  # the packaged MiniLM, or a local model directory
+    batch_size: Annotated[int, Meta(ge=1)] = 32
+
+
+ModelEntry = LocalModel | OpenAIModel | AnthropicModel | EmbeddingModel
+
+
+class Config(Struct, kw_only=True, forbid_unknown_fields=True):
+    server: ServerConfig = field(default_factory=ServerConfig)
+    models: list[ModelEntry] = field(default_factory=list)
+    # What ``model: auto`` (and a request naming no known route) resolves to until the
+    # router lands: a model name from ``models``. Defaults to the first local chat model.
+    default_model: str | None = None
+
+    def __post_init__(self) -> None:
+        names = [m.name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate model names: {', '.join(dupes)}")
+        if "auto" in names:
+            raise ValueError("'auto' is reserved for the router; pick another model name")
+        if self.default_model is not None and self.default_model not in names:
+            raise ValueError(f"default_model {self.default_model!r} is not in models")
+
+
+def default_config(local_model: str = DEFAULT_LOCAL_MODEL, embeddings: bool = True) -> Config:
+    """Zero configuration: one local chat model and the local embedding model."""
+    models: list[ModelEntry] = [LocalModel(name=local_model, model=local_model)]
+    if embeddings:
+        models.append(EmbeddingModel(name=DEFAULT_EMBEDDING_MODEL))
+    return Config(models=models)
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _expand_env(value: Any, where: str = "") -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string of the parsed YAML."""
+    if isinstance(value, dict):
+        return {k: _expand_env(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, str):
+        def sub(m: re.Match[str]) -> str:
+            var, default = m.group(1), m.group(2)
+            if var in os.environ:
+                return os.environ[var]
+            if default is not None:
+                return default
+            raise ConfigError(f"{where}: environment variable {var} is not set")
+        return _ENV_REF.sub(sub, value)
+    return value
+
+
+def parse_config(data: Any, source: str = "<config>") -> Config:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping")
+    try:
+        return msgspec.convert(_expand_env(data), Config)
+    except (msgspec.ValidationError, ValueError) as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def load_config(path: str | os.PathLike[str] | None) -> Config:
+    """Read a YAML config; ``None`` gives the zero-config default."""
+    if path is None:
+        return default_config()
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"cannot read {p}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: invalid YAML: {e}") from None
+    cfg = parse_config(data, str(p))
+    if not cfg.models:
+        base = default_config()
+        cfg = Config(server=cfg.server, models=base.models, default_model=cfg.default_model)
+    return cfg

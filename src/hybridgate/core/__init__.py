@@ -1,0 +1,1 @@
+"""Core types shared by every stage: requests, responses, usage and errors."""

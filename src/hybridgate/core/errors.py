@@ -1,0 +1,99 @@
+"""One exception hierarchy for the whole gateway.
+
+Every stage raises these; only ``api/`` turns them into a wire format (OpenAI's
+``{"error": {...}}`` with the status given here).  Anything else that escapes is a
+bug and is reported as a plain 500 without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Base class: carries the HTTP status and OpenAI's error ``type`` / ``code``."""
+
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.headers = headers or {}
+
+
+class InvalidRequest(GatewayError):
+    """The client sent something we cannot serve (400)."""
+
+    status = 400
+    type = "invalid_request_error"
+
+
+class ModelNotFound(GatewayError):
+    """The requested ``model`` is not configured (404)."""
+
+    status = 404
+    type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class RateLimited(GatewayError):
+    """The upstream (or, later, a budget) said slow down (429)."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class UpstreamError(GatewayError):
+    """An upstream answered with an error or garbage (502)."""
+
+    status = 502
+    type = "upstream_error"
+    code = "bad_gateway"
+
+
+class UpstreamUnavailable(GatewayError):
+    """An upstream could not be reached, or a local model is not loaded (503)."""
+
+    status = 503
+    type = "upstream_error"
+    code = "service_unavailable"
+
+
+class UpstreamTimeout(GatewayError):
+    """An upstream did not answer in time (504)."""
+
+    status = 504
+    type = "upstream_error"
+    code = "gateway_timeout"

@@ -1,0 +1,76 @@
+"""Anthropic Messages API provider (HTTP); the translation lives in anthropic_wire."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import msgspec
+
+from hybridgate.config.settings import AnthropicModel
+from hybridgate.core.errors import InvalidRequest, UpstreamError
+from hybridgate.core.types import ChatChunk, ChatRequest, ChatResponse
+from hybridgate.providers.anthropic_wire import (
+    StreamTranslator,
+    from_messages_response,
+    to_messages_request,
+)
+from hybridgate.providers.base import Provider
+from hybridgate.providers.http import Upstream
+from hybridgate.providers.sse import iter_events
+
+
+class AnthropicProvider(Provider):
+    kind = "anthropic"
+    owned_by = "anthropic"
+    supports_chat = True
+
+    def __init__(self, cfg: AnthropicModel) -> None:
+        super().__init__(cfg.name)
+        self.cfg = cfg
+        self.upstream_model = cfg.model or cfg.name
+        headers = {"anthropic-version": cfg.anthropic_version}
+        if cfg.api_key:
+            headers["x-api-key"] = cfg.api_key
+        self.http = Upstream(cfg.name, cfg.base_url, headers, cfg.timeout, cfg.connect_timeout)
+
+    async def start(self) -> None:
+        await self.http.start()
+
+    async def close(self) -> None:
+        await self.http.close()
+
+    def _request(self, req: ChatRequest, stream: bool) -> tuple[bytes, bool]:
+        if req.n is not None and req.n > 1:
+            raise InvalidRequest("n > 1 is not supported by Anthropic models", param="n")
+        body, json_mode = to_messages_request(req, self.upstream_model,
+                                              self.cfg.default_max_tokens, stream)
+        return msgspec.json.encode(body), json_mode
+
+    async def chat(self, req: ChatRequest) -> ChatResponse:
+        body, json_mode = self._request(req, stream=False)
+        data = await self.http.post_json("/v1/messages", body)
+        try:
+            doc = msgspec.json.decode(data)
+        except msgspec.DecodeError:
+            raise UpstreamError("upstream anthropic sent invalid JSON") from None
+        return from_messages_response(doc, json_mode)
+
+    async def chat_stream(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
+        body, json_mode = self._request(req, stream=True)
+        state = StreamTranslator(self.upstream_model, json_mode)
+        async with self.http.post_stream("/v1/messages", body) as lines:
+            async for event in iter_events(lines):
+                try:
+                    data = msgspec.json.decode(event.data)
+                except msgspec.DecodeError:
+                    raise UpstreamError("upstream anthropic sent an invalid event") from None
+                try:
+                    chunks = state.feed(event.event, data)
+                except (KeyError, TypeError) as e:
+                    raise UpstreamError(f"malformed Anthropic event: missing {e}") from None
+                for chunk in chunks:
+                    yield chunk
+                if state.done:
+                    return
+        raise UpstreamError("upstream anthropic ended the stream before message_stop",
+                            code="truncated_stream")

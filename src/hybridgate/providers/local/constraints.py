@@ -1,0 +1,69 @@
+"""Grammars that make the local model's output well-formed by construction.
+
+llama.cpp samples only tokens its GBNF grammar allows. We build grammars for
+``response_format`` (any JSON, or a JSON Schema) and for forced tool calls
+(``tool_choice: required`` or a named function): the model must write
+``<tool_call>\\n{"name": ..., "arguments": {...}}\\n</tool_call>`` with arguments that
+match the tool's parameter schema.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+from typing import Any
+
+from llama_cpp import LlamaGrammar
+from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+
+from hybridgate.core.types import Tool
+from hybridgate.providers.local.prompt import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
+
+_ROOT = re.compile(r"^root\s*::=", re.M)
+
+
+@lru_cache(maxsize=256)
+def _grammar(text: str) -> LlamaGrammar:
+    return LlamaGrammar.from_string(text, verbose=False)
+
+
+def any_json() -> LlamaGrammar:
+    return _grammar(JSON_GBNF)
+
+
+def _schema_gbnf(schema: dict[str, Any]) -> str | None:
+    """GBNF for a schema, or None when llama.cpp's converter cannot express it."""
+    try:
+        return json_schema_to_gbnf(json.dumps(schema, sort_keys=True))
+    except Exception:
+        return None
+
+
+def json_schema(schema: dict[str, Any]) -> LlamaGrammar:
+    """Schema-exact grammar; falls back to any JSON (the output is validated after)."""
+    text = _schema_gbnf(schema)
+    return _grammar(text) if text is not None else any_json()
+
+
+def tool_call(tools: list[Tool]) -> LlamaGrammar:
+    """Exactly one call to one of ``tools``, wrapped in the tool-call markup."""
+    options = []
+    for t in tools:
+        params = t.function.parameters or {"type": "object"}
+        options.append({"type": "object",
+                        "properties": {"name": {"const": t.function.name},
+                                       "arguments": params},
+                        "required": ["name", "arguments"], "additionalProperties": False})
+    schema: dict[str, Any] = options[0] if len(options) == 1 else {"anyOf": options}
+    body = _schema_gbnf(schema)
+    if body is None:  # a schema the converter cannot express: constrain the name only
+        names = [{"type": "object", "properties": {"name": {"const": t.function.name},
+                                                    "arguments": {"type": "object"}},
+                  "required": ["name", "arguments"], "additionalProperties": False}
+                 for t in tools]
+        body = _schema_gbnf(names[0] if len(names) == 1 else {"anyOf": names}) or JSON_GBNF
+    body = _ROOT.sub("call ::=", body, count=1)
+    wrapper = (f'root ::= {json.dumps(TOOL_CALL_OPEN)} "\\n" call "\\n" '
+               f"{json.dumps(TOOL_CALL_CLOSE)}\n")
+    return _grammar(wrapper + body)

@@ -1,0 +1,329 @@
+"""LocalProvider: llama.cpp in-process, off the event loop, one request at a time.
+
+Each model owns a single worker thread. Requests queue in arrival order (the
+executor's FIFO queue), so a model is shared fairly and the event loop, and every
+other route, stays free while tokens are generated. Tokens cross to the loop through
+an asyncio queue; when the client goes away, the generator is closed, which sets a
+flag the token loop checks before every token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import jsonschema
+
+from hybridgate.config.settings import LocalModel
+from hybridgate.core.errors import InvalidRequest, UpstreamError, UpstreamUnavailable
+from hybridgate.core.ids import new_id, now
+from hybridgate.core.types import (
+    AssistantMessage,
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    Choice,
+    ChunkChoice,
+    CompletionChoice,
+    CompletionRequest,
+    CompletionResponse,
+    Delta,
+    FunctionCallDelta,
+    Tool,
+    ToolCallDelta,
+    Usage,
+)
+from hybridgate.models.catalog import get_model
+from hybridgate.models.store import ModelStoreError, resolve_gguf
+from hybridgate.providers.base import Provider
+from hybridgate.providers.local import constraints
+from hybridgate.providers.local.engine import Engine, GenerationResult, SamplingParams
+from hybridgate.providers.local.prompt import template_messages
+from hybridgate.providers.local.toolcalls import ToolMarkupSplitter, parse_tool_calls
+
+_DONE = object()
+
+
+class _ChatPlan:
+    """Everything decided about a chat request before the first token."""
+
+    def __init__(self, tokens: list[int], params: SamplingParams, tools: list[Tool] | None,
+                 schema: dict[str, Any] | None) -> None:
+        self.tokens = tokens
+        self.params = params
+        self.tools = tools  # tools the model may call (None: plain text answer)
+        self.schema = schema  # response_format json_schema to validate against
+
+
+class LocalProvider(Provider):
+    kind = "local"
+    owned_by = "local"
+    supports_completions = True
+
+    def __init__(self, cfg: LocalModel) -> None:
+        super().__init__(cfg.name)
+        self.cfg = cfg
+        self.engine: Engine | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{cfg.name}")
+        entry = get_model(cfg.model)
+        self.supports_chat = entry.chat if entry is not None else True
+
+    async def start(self) -> None:
+        try:
+            path = resolve_gguf(self.cfg.model)
+        except ModelStoreError as e:
+            raise UpstreamUnavailable(str(e)) from None
+        cfg = self.cfg
+        threads = cfg.n_threads or os.cpu_count() or 1
+        loop = asyncio.get_running_loop()
+        self.engine = await loop.run_in_executor(self._executor, lambda: Engine(
+            path, n_ctx=cfg.n_ctx, n_threads=threads, n_batch=cfg.n_batch,
+            kv_cache_type=cfg.kv_cache_type, flash_attn=cfg.flash_attn,
+            default_max_tokens=cfg.default_max_tokens))
+        if self.engine.formatter is None:
+            self.supports_chat = False
+
+    async def close(self) -> None:
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, engine.close)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def ready(self) -> bool:
+        return self.engine is not None
+
+    def _engine(self) -> Engine:
+        if self.engine is None:
+            raise UpstreamUnavailable(f"local model {self.name} is not loaded")
+        return self.engine
+
+    # ------------------------------------------------------------------ planning
+
+    @staticmethod
+    def _check_n(n: int | None) -> None:
+        if n is not None and n > 1:
+            raise InvalidRequest("n > 1 is not supported by local models", param="n",
+                                 code="unsupported_value")
+
+    def _plan_chat(self, req: ChatRequest) -> _ChatPlan:
+        """Runs on the worker thread: tokenizing is CPU work."""
+        engine = self._engine()
+        self._check_n(req.n)
+        choice = req.tool_choice
+        tools = req.tools if req.tools and choice != "none" else None
+        messages, template_tools = template_messages(req.messages, tools,
+                                                     engine.supports_tools_natively)
+        prompt = engine.render_chat(messages, template_tools)
+        tokens = engine.tokenize_prompt(prompt, templated=True)
+        grammar = None
+        schema = None
+        if tools and choice == "required":
+            grammar = constraints.tool_call(tools)
+        elif tools and choice is not None and not isinstance(choice, str):
+            named = [t for t in tools if t.function.name == choice.function.name]
+            grammar = constraints.tool_call(named)
+            tools = named
+        elif req.response_format is not None and req.response_format.type == "json_object":
+            grammar = constraints.any_json()
+        elif req.response_format is not None and req.response_format.type == "json_schema":
+            assert req.response_format.json_schema is not None  # checked in api/
+            schema = req.response_format.json_schema.schema or {}
+            grammar = constraints.json_schema(schema)
+        params = SamplingParams(
+            max_tokens=req.token_limit,
+            temperature=req.temperature if req.temperature is not None else 0.8,
+            top_p=req.top_p if req.top_p is not None else 0.95,
+            stop=req.stop_list, seed=req.seed,
+            presence_penalty=req.presence_penalty or 0.0,
+            frequency_penalty=req.frequency_penalty or 0.0,
+            grammar=grammar)
+        return _ChatPlan(tokens, params, tools, schema)
+
+    def _plan_completion(self, req: CompletionRequest) -> tuple[list[int], SamplingParams]:
+        engine = self._engine()
+        self._check_n(req.n)
+        if req.echo or req.suffix:
+            raise InvalidRequest("echo and suffix are not supported by local models",
+                                 param="echo" if req.echo else "suffix")
+        prompt = req.prompt
+        if isinstance(prompt, list):
+            if len(prompt) != 1 and not all(isinstance(t, int) for t in prompt):
+                raise InvalidRequest("local models take one prompt per request", param="prompt")
+            if all(isinstance(t, int) for t in prompt):
+                tokens = list(prompt)  # type: ignore[arg-type]
+            else:
+                first = prompt[0]
+                tokens = (list(first) if isinstance(first, list)
+                          else engine.tokenize_prompt(first, templated=False))
+        else:
+            tokens = engine.tokenize_prompt(prompt, templated=False)
+        if not tokens:
+            raise InvalidRequest("prompt is empty", param="prompt")
+        params = SamplingParams(
+            max_tokens=req.max_tokens if req.max_tokens is not None else 16,
+            temperature=req.temperature if req.temperature is not None else 0.8,
+            top_p=req.top_p if req.top_p is not None else 0.95,
+            stop=req.stop_list, seed=req.seed,
+            presence_penalty=req.presence_penalty or 0.0,
+            frequency_penalty=req.frequency_penalty or 0.0)
+        return tokens, params
+
+    # ------------------------------------------------------------------ the bridge
+
+    async def _run(self, job: Callable[[threading.Event, Callable[[Any], None]], Any]
+                   ) -> AsyncIterator[Any]:
+        """Run ``job(cancel, emit)`` on the model thread; yield what it emits, then its result.
+
+        Leaving early (client disconnect, error) sets ``cancel``; a job still waiting in
+        the queue is dropped without running.
+        """
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def emit(item: Any) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def work() -> None:
+            if cancel.is_set():
+                return
+            try:
+                emit((_DONE, job(cancel, emit), None))
+            except BaseException as e:  # crosses threads; re-raised on the loop
+                emit((_DONE, None, e))
+
+        future = loop.run_in_executor(self._executor, work)
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, tuple) and item and item[0] is _DONE:
+                    _, result, error = item
+                    if error is not None:
+                        if isinstance(error, InvalidRequest):
+                            raise error
+                        raise UpstreamError(f"local model {self.name} failed: {error}") from None
+                    yield result
+                    return
+                yield item
+        finally:
+            cancel.set()
+            future.cancel()
+
+    async def _plan(self, fn: Callable[[], Any]) -> Any:
+        """Tokenizing a long prompt is CPU work: do it on the model thread too."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    # ------------------------------------------------------------------ chat
+
+    def _validate_schema(self, plan: _ChatPlan, text: str, finish: str) -> None:
+        if plan.schema is None or finish != "stop":
+            return
+        try:
+            jsonschema.validate(json.loads(text), plan.schema)
+        except (ValueError, jsonschema.ValidationError) as e:
+            msg = getattr(e, "message", str(e))
+            raise UpstreamError(f"local model output does not match the json_schema: {msg}",
+                                code="invalid_model_output") from None
+
+    async def chat(self, req: ChatRequest) -> ChatResponse:
+        plan: _ChatPlan = await self._plan(lambda: self._plan_chat(req))
+        engine = self._engine()
+        result: GenerationResult | None = None
+        async for item in self._run(lambda c, e: engine.generate(plan.tokens, plan.params, c,
+                                                                  lambda _t: None)):
+            result = item
+        assert result is not None
+        content: str | None = result.text
+        finish = result.finish_reason
+        calls = None
+        if plan.tools:
+            content, found = parse_tool_calls(result.text, plan.tools)
+            if found:
+                calls, finish = found, "tool_calls"
+                content = content or None
+        self._validate_schema(plan, result.text, finish)
+        msg = AssistantMessage(content=content)
+        if calls:
+            msg.tool_calls = calls
+        return ChatResponse(
+            id=new_id("chatcmpl"), created=now(), model=self.name,
+            choices=[Choice(index=0, message=msg, finish_reason=finish)],
+            usage=Usage.of(result.prompt_tokens, result.completion_tokens))
+
+    async def chat_stream(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
+        plan: _ChatPlan = await self._plan(lambda: self._plan_chat(req))
+        engine = self._engine()
+        cid, created = new_id("chatcmpl"), now()
+
+        def chunk(delta: Delta, finish: str | None = None) -> ChatChunk:
+            return ChatChunk(id=cid, created=created, model=self.name,
+                             choices=[ChunkChoice(index=0, delta=delta, finish_reason=finish)])
+
+        yield chunk(Delta(role="assistant", content=""))
+        splitter = ToolMarkupSplitter() if plan.tools else None
+        result: GenerationResult | None = None
+        async for item in self._run(lambda c, e: engine.generate(plan.tokens, plan.params, c, e)):
+            if isinstance(item, GenerationResult):
+                result = item
+                break
+            text = splitter.feed(item) if splitter else item
+            if text:
+                yield chunk(Delta(content=text))
+        assert result is not None
+        finish = result.finish_reason
+        if splitter is not None:
+            tail = splitter.flush()
+            if tail:
+                yield chunk(Delta(content=tail))
+            if splitter.markup is not None:
+                _, calls = parse_tool_calls(splitter.markup, plan.tools or [])
+                if calls:
+                    finish = "tool_calls"
+                    for i, call in enumerate(calls):
+                        yield chunk(Delta(tool_calls=[ToolCallDelta(
+                            index=i, id=call.id, type="function",
+                            function=FunctionCallDelta(name=call.function.name,
+                                                       arguments=call.function.arguments))]))
+                else:
+                    yield chunk(Delta(content=splitter.markup))
+        self._validate_schema(plan, result.text, finish)
+        yield chunk(Delta(), finish)
+        yield ChatChunk(id=cid, created=created, model=self.name, choices=[],
+                        usage=Usage.of(result.prompt_tokens, result.completion_tokens))
+
+    # ------------------------------------------------------------------ completions
+
+    async def complete(self, req: CompletionRequest) -> CompletionResponse:
+        tokens, params = await self._plan(lambda: self._plan_completion(req))
+        engine = self._engine()
+        result: GenerationResult | None = None
+        async for item in self._run(lambda c, e: engine.generate(tokens, params, c,
+                                                                  lambda _t: None)):
+            result = item
+        assert result is not None
+        return CompletionResponse(
+            id=new_id("cmpl"), created=now(), model=self.name,
+            choices=[CompletionChoice(index=0, text=result.text,
+                                      finish_reason=result.finish_reason)],
+            usage=Usage.of(result.prompt_tokens, result.completion_tokens))
+
+    async def complete_stream(self, req: CompletionRequest) -> AsyncIterator[CompletionResponse]:
+        tokens, params = await self._plan(lambda: self._plan_completion(req))
+        engine = self._engine()
+        cid, created = new_id("cmpl"), now()
+        async for item in self._run(lambda c, e: engine.generate(tokens, params, c, e)):
+            if isinstance(item, GenerationResult):
+                yield CompletionResponse(id=cid, created=created, model=self.name, choices=[
+                    CompletionChoice(index=0, text="", finish_reason=item.finish_reason)])
+                yield CompletionResponse(id=cid, created=created, model=self.name, choices=[],
+                                         usage=Usage.of(item.prompt_tokens,
+                                                        item.completion_tokens))
+                return
+            yield CompletionResponse(id=cid, created=created, model=self.name, choices=[
+                CompletionChoice(index=0, text=item, finish_reason=None)])

@@ -1,0 +1,108 @@
+"""Find tool calls in the model's own markup (``<tool_call>{json}</tool_call>``)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from hybridgate.core.ids import new_id
+from hybridgate.core.types import FunctionCall, Tool, ToolCall
+from hybridgate.providers.local.prompt import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
+
+_BLOCK = re.compile(re.escape(TOOL_CALL_OPEN) + r"\s*(.*?)\s*(?:" + re.escape(TOOL_CALL_CLOSE)
+                    + r"|$)", re.S)
+
+
+def parse_tool_calls(text: str, tools: list[Tool]) -> tuple[str, list[ToolCall]]:
+    """Split generated text into (content before the calls, parsed calls).
+
+    A block that is not JSON, or names a function we did not offer, is not a call:
+    then the whole text stays content, so nothing malformed is presented as a call.
+    """
+    start = text.find(TOOL_CALL_OPEN)
+    if start < 0:
+        return _bare_json_call(text, tools)
+    offered = {t.function.name for t in tools}
+    calls: list[ToolCall] = []
+    for m in _BLOCK.finditer(text, start):
+        try:
+            obj = json.loads(m.group(1))
+        except ValueError:
+            return text, []
+        if not isinstance(obj, dict) or obj.get("name") not in offered:
+            return text, []
+        args = obj.get("arguments", obj.get("parameters", {}))
+        if isinstance(args, str):
+            try:
+                args = json.loads(args)
+            except ValueError:
+                return text, []
+        if not isinstance(args, dict):
+            return text, []
+        calls.append(_call(obj["name"], args))
+    return text[:start].strip(), calls
+
+
+def _call(name: str, args: dict) -> ToolCall:
+    return ToolCall(id=new_id("call", sep="_"), function=FunctionCall(
+        name=name, arguments=json.dumps(args, ensure_ascii=False)))
+
+
+def _bare_json_call(text: str, tools: list[Tool]) -> tuple[str, list[ToolCall]]:
+    """Small models often drop the markup and answer with just the call's JSON."""
+    stripped = text.strip()
+    if not stripped.startswith("{"):
+        return text, []
+    try:
+        obj = json.loads(stripped)
+    except ValueError:
+        return text, []
+    offered = {t.function.name for t in tools}
+    if (isinstance(obj, dict) and obj.get("name") in offered
+            and isinstance(obj.get("arguments"), dict)):
+        return "", [_call(obj["name"], obj["arguments"])]
+    return text, []
+
+
+class ToolMarkupSplitter:
+    """Streams content until tool-call markup starts, then holds the rest for parsing.
+
+    A tail that might be the start of ``<tool_call>`` is held back, so the client never
+    sees half of the markup as content.
+    """
+
+    def __init__(self) -> None:
+        self._pending = ""
+        self._emitted = False
+        self.markup: str | None = None  # everything from the marker on, once seen
+
+    def feed(self, text: str) -> str:
+        if self.markup is not None:
+            self.markup += text
+            return ""
+        self._pending += text
+        if not self._emitted and self._pending.lstrip().startswith("{"):
+            # An answer that opens with JSON may be a bare tool call: hold it all.
+            self.markup, self._pending = self._pending, ""
+            return ""
+        at = self._pending.find(TOOL_CALL_OPEN)
+        if at >= 0:
+            out, self.markup = self._pending[:at], self._pending[at:]
+            self._pending = ""
+            return out
+        keep = 0
+        for n in range(min(len(TOOL_CALL_OPEN) - 1, len(self._pending)), 0, -1):
+            if self._pending.endswith(TOOL_CALL_OPEN[:n]):
+                keep = n
+                break
+        out = self._pending[:len(self._pending) - keep]
+        self._pending = self._pending[len(self._pending) - keep:]
+        if out.strip():
+            self._emitted = True
+        else:  # leading whitespace: keep holding until we know what the answer is
+            self._pending, out = out + self._pending, ""
+        return out
+
+    def flush(self) -> str:
+        out, self._pending = self._pending, ""
+        return out

@@ -1,0 +1,126 @@
+"""Any OpenAI-compatible upstream: the request passes through nearly untouched.
+
+We re-encode the parsed request (so unknown fields the client sent still reach the
+upstream via ``extra``), swap in the upstream's model name, and always ask a stream
+for its usage chunk so usage stays exact; ``api/`` drops that chunk when the client
+did not ask for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
+
+import msgspec
+from msgspec import UNSET
+
+from hybridgate.config.settings import OpenAIModel
+from hybridgate.core.errors import UpstreamError
+from hybridgate.core.types import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    CompletionRequest,
+    CompletionResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+)
+from hybridgate.providers.base import Provider
+from hybridgate.providers.http import Upstream, status_error
+from hybridgate.providers.sse import iter_events
+
+T = TypeVar("T")
+
+
+class OpenAIProvider(Provider):
+    kind = "openai"
+    supports_completions = True
+
+    def __init__(self, cfg: OpenAIModel) -> None:
+        super().__init__(cfg.name)
+        self.cfg = cfg
+        self.upstream_model = cfg.model or cfg.name
+        self.supports_chat = not cfg.embeddings
+        self.supports_embeddings = cfg.embeddings
+        self.owned_by = "openai-compatible"
+        headers = dict(cfg.headers)
+        if cfg.api_key:
+            headers["authorization"] = f"Bearer {cfg.api_key}"
+        self.http = Upstream(cfg.name, cfg.base_url, headers, cfg.timeout, cfg.connect_timeout)
+
+    async def start(self) -> None:
+        await self.http.start()
+
+    async def close(self) -> None:
+        await self.http.close()
+
+    def _body(self, req: Any, stream: bool = False) -> bytes:
+        doc = msgspec.to_builtins(req)
+        doc.update(doc.pop("extra", None) or {})
+        doc["model"] = self.upstream_model
+        if stream:
+            doc["stream"] = True
+            doc["stream_options"] = {**(doc.get("stream_options") or {}), "include_usage": True}
+        return msgspec.json.encode(doc)
+
+    def _decode(self, data: bytes | str, kind: type[T]) -> T:
+        try:
+            return msgspec.json.decode(data, type=kind)
+        except msgspec.ValidationError:
+            err = _error_in(data)
+            if err is not None:
+                raise err from None
+            raise UpstreamError(f"upstream {self.name} sent a malformed {kind.__name__}",
+                                code="invalid_upstream_response") from None
+        except msgspec.DecodeError:
+            raise UpstreamError(f"upstream {self.name} sent invalid JSON",
+                                code="invalid_upstream_response") from None
+
+    async def _events(self, path: str, body: bytes, kind: type[T]) -> AsyncIterator[T]:
+        async with self.http.post_stream(path, body) as lines:
+            async for event in iter_events(lines):
+                if event.data.strip() == "[DONE]":
+                    return
+                yield self._decode(event.data, kind)
+        raise UpstreamError(f"upstream {self.name} ended the stream before [DONE]",
+                            code="truncated_stream")
+
+    async def chat(self, req: ChatRequest) -> ChatResponse:
+        resp = self._decode(await self.http.post_json("/chat/completions", self._body(req)),
+                            ChatResponse)
+        for c in resp.choices:
+            if c.message.tool_calls is None:
+                c.message.tool_calls = UNSET
+        return resp
+
+    async def chat_stream(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
+        async for chunk in self._events("/chat/completions", self._body(req, True), ChatChunk):
+            yield chunk
+
+    async def complete(self, req: CompletionRequest) -> CompletionResponse:
+        return self._decode(await self.http.post_json("/completions", self._body(req)),
+                            CompletionResponse)
+
+    async def complete_stream(self, req: CompletionRequest) -> AsyncIterator[CompletionResponse]:
+        async for chunk in self._events("/completions", self._body(req, True),
+                                        CompletionResponse):
+            yield chunk
+
+    async def embed(self, req: EmbeddingRequest) -> EmbeddingResponse:
+        if not self.supports_embeddings:
+            raise self._unsupported("embeddings")
+        return self._decode(await self.http.post_json("/embeddings", self._body(req)),
+                            EmbeddingResponse)
+
+
+def _error_in(data: bytes | str) -> UpstreamError | None:
+    """An ``{"error": ...}`` object where a result was expected (mid-stream failures)."""
+    try:
+        doc = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return None
+    if isinstance(doc, dict) and "error" in doc:
+        raw = data.encode() if isinstance(data, str) else data
+        err = status_error("upstream", 502, raw)
+        return err if isinstance(err, UpstreamError) else UpstreamError(err.message)
+    return None

@@ -1,0 +1,116 @@
+"""The table of configured models and the choice of one per request.
+
+``model: "auto"`` is the router's seam: today it means the default model (the first
+local chat model unless ``default_model`` says otherwise); the learned router will
+replace ``pick_auto`` and return an ordered list of candidates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from hybridgate.config.settings import (
+    AnthropicModel,
+    Config,
+    EmbeddingModel,
+    LocalModel,
+    ModelEntry,
+    OpenAIModel,
+)
+from hybridgate.core.errors import GatewayError, ModelNotFound, UpstreamUnavailable
+from hybridgate.core.types import ChatRequest
+from hybridgate.providers.base import Provider
+
+log = logging.getLogger("hybridgate.models")
+
+AUTO = "auto"
+
+
+def build_provider(entry: ModelEntry) -> Provider:
+    # Imports are local so that a gateway without local models never loads llama.cpp
+    # or torch.
+    if isinstance(entry, LocalModel):
+        from hybridgate.providers.local import LocalProvider
+        return LocalProvider(entry)
+    if isinstance(entry, OpenAIModel):
+        from hybridgate.providers.openai_compat import OpenAIProvider
+        return OpenAIProvider(entry)
+    if isinstance(entry, AnthropicModel):
+        from hybridgate.providers.anthropic import AnthropicProvider
+        return AnthropicProvider(entry)
+    if isinstance(entry, EmbeddingModel):
+        from hybridgate.providers.embeddings import EmbeddingProvider
+        return EmbeddingProvider(entry)
+    raise TypeError(f"unknown model entry {entry!r}")
+
+
+class Models:
+    """Every configured provider, by name, and their lifecycle."""
+
+    def __init__(self, config: Config) -> None:
+        self.providers: dict[str, Provider] = {m.name: build_provider(m) for m in config.models}
+        self.default = config.default_model or self._first_chat_model(config)
+        self.load_errors: dict[str, str] = {}
+        self._loading: asyncio.Task[None] | None = None
+
+    @staticmethod
+    def _first_chat_model(config: Config) -> str | None:
+        chat = [m for m in config.models if not isinstance(m, EmbeddingModel)
+                and not (isinstance(m, OpenAIModel) and m.embeddings)]
+        local = [m for m in chat if isinstance(m, LocalModel)]
+        return (local or chat)[0].name if (local or chat) else None
+
+    async def start(self) -> None:
+        """Remote providers start at once (pools); local weights load in the background,
+        so /healthz answers while a big model loads and /readyz says when it is done."""
+        remote = [p for p in self.providers.values() if p.kind not in ("local", "embeddings")]
+        for p in remote:
+            await p.start()
+        self._loading = asyncio.create_task(self._load_local())
+
+    async def _load_local(self) -> None:
+        for p in self.providers.values():
+            if p.kind in ("local", "embeddings"):
+                try:
+                    await p.start()
+                    log.info("model %s loaded", p.name)
+                except GatewayError as e:
+                    self.load_errors[p.name] = e.message
+                    log.error("model %s failed to load: %s", p.name, e.message)
+                except Exception as e:  # a broken GGUF, an out-of-memory: report, keep serving
+                    self.load_errors[p.name] = f"{type(e).__name__}: {e}"
+                    log.error("model %s failed to load: %s: %s", p.name, type(e).__name__, e)
+
+    async def wait_loaded(self) -> None:
+        if self._loading is not None:
+            await self._loading
+
+    async def close(self) -> None:
+        if self._loading is not None and not self._loading.done():
+            self._loading.cancel()
+        for p in self.providers.values():
+            await p.close()
+
+    @property
+    def ready(self) -> bool:
+        return all(p.ready for p in self.providers.values() if p.name not in self.load_errors)
+
+    def get(self, name: str) -> Provider:
+        if name == AUTO:
+            if self.default is None:
+                raise ModelNotFound("no chat model is configured for 'auto'", param="model")
+            name = self.default
+        p = self.providers.get(name)
+        if p is None:
+            raise ModelNotFound(f"the model '{name}' does not exist", param="model")
+        if not p.ready:
+            why = self.load_errors.get(name)
+            raise UpstreamUnavailable(
+                f"model '{name}' failed to load: {why}" if why else
+                f"model '{name}' is still loading; retry shortly")
+        return p
+
+    def pick_chat(self, req: ChatRequest) -> Provider:
+        """The router's seam: one provider per chat request."""
+        return self.get(req.model)
