@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from hybridgate.api.body import decode, read_body
 from hybridgate.api.sse import open_stream, sse_response
-from hybridgate.api.validate import check_chat, check_embedding
+from hybridgate.api.validate import check_chat, check_completion, check_embedding
 from hybridgate.core.types import (
     ChatRequest,
     CompletionRequest,
@@ -65,6 +65,7 @@ class OpenAIRoutes:
     async def completions(self, request: Request) -> Response:
         t0 = time.perf_counter()
         req = decode(await read_body(request, self.limit), CompletionRequest)
+        check_completion(req)
         provider = self.models.get(req.model)
         headers = {"x-hybridgate-model": provider.name}
         if not req.stream:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jsonschema
 
 from hybridgate.core.errors import InvalidRequest
-from hybridgate.core.types import ChatRequest, EmbeddingRequest
+from hybridgate.core.types import ChatRequest, CompletionRequest, EmbeddingRequest
 
 
 def check_chat(req: ChatRequest) -> None:
@@ -54,13 +54,27 @@ def _check_schema(schema: object, param: str) -> None:
                              param=param, code="invalid_schema") from None
 
 
-def check_embedding(req: EmbeddingRequest) -> None:
-    inp = req.input
-    if isinstance(inp, str):
-        if not inp:
-            raise InvalidRequest("input must not be empty", param="input")
+def _check_inputs(value: object, param: str) -> None:
+    """A string, or a non-empty list of strings, of token ids, or of token-id lists."""
+    if isinstance(value, str):
+        if not value:
+            raise InvalidRequest(f"{param} must not be empty", param=param)
         return
-    if not inp:
-        raise InvalidRequest("input must not be empty", param="input")
-    if isinstance(inp[0], str) and any(not s for s in inp):  # type: ignore[union-attr]
-        raise InvalidRequest("input strings must not be empty", param="input")
+    assert isinstance(value, list)
+    if not value:
+        raise InvalidRequest(f"{param} must not be empty", param=param)
+    kinds = {type(v) for v in value}
+    if len(kinds) != 1:
+        raise InvalidRequest(f"{param} mixes strings, token ids and token lists", param=param)
+    if kinds == {str} and not all(value):
+        raise InvalidRequest(f"{param} strings must not be empty", param=param)
+    if kinds == {list} and not all(value):
+        raise InvalidRequest(f"{param} token lists must not be empty", param=param)
+
+
+def check_embedding(req: EmbeddingRequest) -> None:
+    _check_inputs(req.input, "input")
+
+
+def check_completion(req: CompletionRequest) -> None:
+    _check_inputs(req.prompt, "prompt")

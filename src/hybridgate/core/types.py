@@ -134,7 +134,9 @@ class ChatRequest(Struct, kw_only=True, omit_defaults=True):
 
 class CompletionRequest(Struct, kw_only=True, omit_defaults=True):
     model: str
-    prompt: str | list[str] | list[int] | list[list[int]]
+    # str, list of str, token list, or list of token lists (msgspec allows one array type
+    # per union, so items are a union; api/validate.py checks they are homogeneous).
+    prompt: str | list[str | int | list[int]]
     stream: bool | None = None
     stream_options: StreamOptions | None = None
     max_tokens: Annotated[int, Meta(ge=0)] | None = None
@@ -163,7 +165,7 @@ class CompletionRequest(Struct, kw_only=True, omit_defaults=True):
 
 class EmbeddingRequest(Struct, kw_only=True, omit_defaults=True):
     model: str
-    input: str | list[str] | list[int] | list[list[int]]
+    input: str | list[str | int | list[int]]
     encoding_format: Literal["float", "base64"] | None = None
     dimensions: PositiveInt | None = None
     user: str | None = None

@@ -1,0 +1,145 @@
+"""Shared fixtures: fake upstreams and a real gateway on loopback ports.
+
+One gateway serves the whole session (loading the local model once): SmolLM2 via
+llama.cpp, the MiniLM embedding model, and two remote models that point at the fake
+OpenAI and Anthropic servers.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+import openai
+import pytest
+import uvicorn
+import yaml
+
+from hybridgate.api.app import create_app
+from hybridgate.config.settings import Config, parse_config
+from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.fakes.openai_upstream import FakeOpenAI
+
+LOCAL = "smollm2-135m-instruct"
+OPENAI_KEY = "sk-fake-openai-test-key"
+ANTHROPIC_KEY = "sk-ant-fake-test-key"
+
+
+@dataclass
+class Gateway:
+    url: str
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    @property
+    def v1(self) -> str:
+        return self.url + "/v1"
+
+    def client(self, **kw: object) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.v1, api_key="unused", max_retries=0, **kw)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+
+
+def start_gateway(config: Config, ready_timeout: float = 180) -> Gateway:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(config), loop="uvloop", http="httptools",
+                                           access_log=False, log_config=None, lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    gw = Gateway(f"http://127.0.0.1:{port}", server, thread)
+    deadline = time.time() + ready_timeout
+    while time.time() < deadline:
+        try:
+            r = requests.get(gw.url + "/readyz", timeout=2)
+            if r.status_code == 200:
+                return gw
+            if r.json().get("errors"):
+                raise RuntimeError(f"gateway failed to load: {r.json()['errors']}")
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    gw.stop()
+    raise RuntimeError("gateway did not become ready")
+
+
+@pytest.fixture(scope="session")
+def fake_openai() -> Iterator[FakeOpenAI]:
+    fake = FakeOpenAI().start()
+    fake.api_key = OPENAI_KEY
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_anthropic() -> Iterator[FakeAnthropic]:
+    fake = FakeAnthropic().start()
+    fake.api_key = ANTHROPIC_KEY
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(autouse=True)
+def _reset_fakes(request: pytest.FixtureRequest) -> None:
+    for name in ("fake_openai", "fake_anthropic"):
+        if name in request.fixturenames:
+            request.getfixturevalue(name).reset()
+
+
+def gateway_config(fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic,
+                   **server: object) -> Config:
+    os.environ["TEST_OPENAI_KEY"] = OPENAI_KEY
+    os.environ["TEST_ANTHROPIC_KEY"] = ANTHROPIC_KEY
+    doc = yaml.safe_load(f"""
+server: {{max_body_bytes: 1048576}}
+models:
+  - {{name: {LOCAL}, provider: local, model: {LOCAL}, n_ctx: 2048, n_threads: 2}}
+  - {{name: all-MiniLM-L6-v2, provider: sentence_transformers}}
+  - name: gpt-fake
+    provider: openai
+    base_url: {fake_openai.url}/v1
+    api_key: ${{TEST_OPENAI_KEY}}
+    timeout: 2
+  - name: gpt-alias
+    provider: openai
+    base_url: {fake_openai.url}/v1
+    api_key: ${{TEST_OPENAI_KEY}}
+    model: gpt-upstream-name
+  - name: claude-fake
+    provider: anthropic
+    base_url: {fake_anthropic.url}
+    api_key: ${{TEST_ANTHROPIC_KEY}}
+    model: claude-sonnet-4-5
+    timeout: 2
+  - name: down
+    provider: openai
+    base_url: http://127.0.0.1:9/v1
+""")
+    doc["server"].update(server)
+    return parse_config(doc)
+
+
+@pytest.fixture(scope="session")
+def gateway(fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic) -> Iterator[Gateway]:
+    gw = start_gateway(gateway_config(fake_openai, fake_anthropic))
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture(scope="session")
+def client(gateway: Gateway) -> openai.OpenAI:
+    return gateway.client()
+
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
