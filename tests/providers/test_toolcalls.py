@@ -1,0 +1,40 @@
+import json
+
+import msgspec
+
+from hybridgate.core.types import Tool
+from hybridgate.providers.local.toolcalls import ToolMarkupSplitter, parse_tool_calls
+
+TOOLS = [msgspec.convert({"type": "function", "function": {"name": "f"}}, Tool)]
+
+
+def test_parses_markup_blocks():
+    text = 'Sure.\n<tool_call>\n{"name": "f", "arguments": {"a": 1}}\n</tool_call>' \
+           '<tool_call>{"name": "f", "arguments": {"a": 2}}</tool_call>'
+    content, calls = parse_tool_calls(text, TOOLS)
+    assert content == "Sure."
+    assert [json.loads(c.function.arguments) for c in calls] == [{"a": 1}, {"a": 2}]
+    assert all(c.id.startswith("call_") for c in calls)
+
+
+def test_bare_json_call():
+    content, calls = parse_tool_calls('{"name": "f", "arguments": {"x": "y"}}', TOOLS)
+    assert content == "" and calls[0].function.name == "f"
+
+
+def test_unknown_function_or_bad_json_stays_content():
+    for text in ['<tool_call>{"name": "g", "arguments": {}}</tool_call>',
+                 '<tool_call>{"name": "f", "arguments": </tool_call>', '{"a": 1}']:
+        content, calls = parse_tool_calls(text, TOOLS)
+        assert calls == [] and content == text
+
+
+def test_splitter_holds_partial_marker_and_json():
+    s = ToolMarkupSplitter()
+    assert s.feed("Hello <tool") == "Hello "
+    assert s.feed("_call>{") == ""
+    assert s.markup == "<tool_call>{"
+    s2 = ToolMarkupSplitter()
+    assert s2.feed("  {") == "" and s2.markup == "  {"
+    s3 = ToolMarkupSplitter()
+    assert s3.feed("Hi <to") == "Hi " and s3.feed("day") == "<today"
