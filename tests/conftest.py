@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
 import openai
 import pytest
+import requests
 import uvicorn
 import yaml
 

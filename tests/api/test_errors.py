@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import requests
 import pytest
+import requests
 
 
 def post(gateway, body, path="/v1/chat/completions", **kw):

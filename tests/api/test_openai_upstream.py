@@ -6,9 +6,9 @@ import json
 import socket
 import time
 
-import requests
 import openai
 import pytest
+import requests
 
 from tests.fakes.server import Fault
 

@@ -50,7 +50,8 @@ class FakeOpenAI(FakeServer):
         return {"error": {"message": f"fake upstream error {status}", "type": "server_error",
                           "param": None, "code": None}}
 
-    async def _begin(self, request: web.Request) -> tuple[dict[str, Any], web.StreamResponse | None]:
+    async def _begin(
+            self, request: web.Request) -> tuple[dict[str, Any], web.StreamResponse | None]:
         body = await request.json()
         self.requests.append({"path": request.path, "body": body,
                               "headers": dict(request.headers)})
@@ -115,7 +116,8 @@ class FakeOpenAI(FakeServer):
                                                  "type": "function", "function": {
                                                      "name": call["function"]["name"],
                                                      "arguments": ""}}]}))
-            events += [chunk({"tool_calls": [{"index": 0, "function": {"arguments": args[i:i + 7]}}]})
+            events += [chunk({"tool_calls": [{"index": 0,
+                                              "function": {"arguments": args[i:i + 7]}}]})
                        for i in range(0, len(args), 7)]
         events.append(chunk({}, finish))
         if (body.get("stream_options") or {}).get("include_usage"):

@@ -112,7 +112,7 @@ class Upstream:
                 return data
         except GatewayError:
             raise
-        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+        except (TimeoutError, aiohttp.ClientError) as e:
             raise transport_error(self.provider, e) from None
 
     @asynccontextmanager
@@ -126,7 +126,7 @@ class Upstream:
             resp = await self._session().post(
                 self.base_url + path, data=body,
                 headers={"content-type": "application/json", "accept": "text/event-stream"})
-        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+        except (TimeoutError, aiohttp.ClientError) as e:
             raise transport_error(self.provider, e) from None
         try:
             if resp.status >= 300:
@@ -140,5 +140,5 @@ async def _lines(provider: str, resp: aiohttp.ClientResponse) -> AsyncIterator[b
     try:
         async for line in resp.content:
             yield line
-    except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+    except (TimeoutError, aiohttp.ClientError) as e:
         raise transport_error(provider, e) from None
