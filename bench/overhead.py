@@ -1,0 +1,140 @@
+"""Gateway overhead: the same load, in one run, direct to a fast fake upstream and
+through hybridgate (bare path: no key, fixed remote model, no ledger yet).
+
+Load comes from wrk (Debian package ``wrk``) in its own process, at 1, 10 and 100
+connections, alternating targets for ``--rounds`` rounds; we report medians of the
+rounds: requests/s, p50 and p99, and added latency (gateway minus direct).
+
+    python bench/overhead.py [--seconds 5] [--rounds 2] [--stream]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+HERE = Path(__file__).resolve().parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if requests.get(url, timeout=1).status_code < 500:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def wrk_script(stream: bool) -> str:
+    body = {"model": "bench", "messages": [{"role": "user", "content": "Hello there!"}]}
+    if stream:
+        body["stream"] = True
+    path = Path(tempfile.mkstemp(suffix=".lua")[1])
+    path.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                    f"wrk.body = {json.dumps(json.dumps(body))}\n")
+    return str(path)
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    assert m, text
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def run_wrk(url: str, conns: int, seconds: int, script: str) -> dict[str, float]:
+    out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-s",
+                          script, url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: (.*)", out)
+    return {"rps": rps, "p50": p50, "p99": p99,
+            "errors": float(errors.group(1)) if errors else 0.0,
+            "socket_errors": 1.0 if sock else 0.0}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--conns", default="1,10,100")
+    ap.add_argument("--stream", action="store_true")
+    args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install wrk")
+    up_port, gw_port = free_port(), free_port()
+    cfg = Path(tempfile.mkstemp(suffix=".yaml")[1])
+    cfg.write_text(f"models:\n  - name: bench\n    provider: openai\n"
+                   f"    base_url: http://127.0.0.1:{up_port}/v1\n")
+    procs = [subprocess.Popen([sys.executable, str(HERE / "fake_upstream.py"), "--port",
+                               str(up_port)], stdout=subprocess.DEVNULL)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    procs.append(subprocess.Popen([sys.executable, "-m", "hybridgate.cli.main", "serve",
+                                   "--config", str(cfg), "--port", str(gw_port)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
+    try:
+        wait_http(f"http://127.0.0.1:{gw_port}/healthz")
+        script = wrk_script(args.stream)
+        targets = {"direct": f"http://127.0.0.1:{up_port}/v1/chat/completions",
+                   "hybridgate": f"http://127.0.0.1:{gw_port}/v1/chat/completions"}
+        conns = [int(c) for c in args.conns.split(",")]
+        results: dict[tuple[str, int], list[dict[str, float]]] = {}
+        for _ in range(args.rounds):
+            for c in conns:
+                for name, url in targets.items():  # alternate targets within a round
+                    results.setdefault((name, c), []).append(
+                        run_wrk(url, c, args.seconds, script))
+        mode = "streaming" if args.stream else "non-streaming"
+        print(f"\n{mode}, {args.rounds} rounds x {args.seconds}s, medians; "
+              f"{os.cpu_count()} CPUs\n")
+        print(f"{'in flight':>9} | {'target':<10} | {'req/s':>8} | {'p50 ms':>7} | "
+              f"{'p99 ms':>7} | {'added p50':>9} | {'added p99':>9} | errors")
+        print("-" * 86)
+        for c in conns:
+            direct = results[("direct", c)]
+            d50 = statistics.median(r["p50"] for r in direct)
+            d99 = statistics.median(r["p99"] for r in direct)
+            for name in targets:
+                rs = results[(name, c)]
+                rps = statistics.median(r["rps"] for r in rs)
+                p50 = statistics.median(r["p50"] for r in rs)
+                p99 = statistics.median(r["p99"] for r in rs)
+                err = sum(r["errors"] + r["socket_errors"] for r in rs)
+                add50 = f"{p50 - d50:9.3f}" if name != "direct" else f"{'':>9}"
+                add99 = f"{p99 - d99:9.3f}" if name != "direct" else f"{'':>9}"
+                print(f"{c:>9} | {name:<10} | {rps:>8.0f} | {p50:>7.3f} | {p99:>7.3f} | "
+                      f"{add50} | {add99} | {err:.0f}")
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(10)
+
+
+if __name__ == "__main__":
+    main()
