@@ -142,4 +142,14 @@ def client(gateway: Gateway) -> openai.OpenAI:
     return gateway.client()
 
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+def _shared_data() -> Path:
+    """../shared/data next to the checkout (or HYBRIDGATE_SHARED_DATA, or /work/shared/data)."""
+    if os.environ.get("HYBRIDGATE_SHARED_DATA"):
+        return Path(os.environ["HYBRIDGATE_SHARED_DATA"])
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "shared" / "data").is_dir():
+            return parent / "shared" / "data"
+    return Path("/work/shared/data")
+
+
+SHARED_DATA = _shared_data()
