@@ -42,8 +42,11 @@ class OpenAIRoutes:
              usage: Any = None) -> None:
         if not log.isEnabledFor(logging.INFO):
             return
-        tokens = (f" prompt_tokens={usage.prompt_tokens} completion_tokens="
-                  f"{getattr(usage, 'completion_tokens', 0)}") if usage is not None else ""
+        tokens = ""
+        if usage:  # None, or UNSET when an upstream sent no usage
+            tokens = f" prompt_tokens={usage.prompt_tokens}"
+            if hasattr(usage, "completion_tokens"):
+                tokens += f" completion_tokens={usage.completion_tokens}"
         log.info("%s model=%s served=%s status=%s ms=%.1f%s", path, model, served, status,
                  (time.perf_counter() - t0) * 1000, tokens)
 

@@ -37,7 +37,7 @@ def is_usage_chunk(chunk: Any) -> bool:
 async def _frames(first: Any, rest: AsyncIterator[Any], include_usage: bool,
                   on_end: Callable[[Any, str], None]) -> AsyncIterator[bytes]:
     usage = None
-    status = "ok"
+    status = "200"
     try:
         chunk = first
         while True:

@@ -79,7 +79,8 @@ class EmbeddingProvider(Provider):
         tokens = self.model.tokenizer(texts, add_special_tokens=True, truncation=True,
                                       max_length=self.model.max_seq_length)["input_ids"]
         vectors = self.model.encode(texts, batch_size=self.cfg.batch_size,
-                                    normalize_embeddings=True, convert_to_numpy=True)
+                                    normalize_embeddings=True, convert_to_numpy=True,
+                                    show_progress_bar=False)
         return vectors, sum(len(t) for t in tokens)
 
     async def embed(self, req: EmbeddingRequest) -> EmbeddingResponse:
