@@ -97,12 +97,15 @@ def _reset_fakes(request: pytest.FixtureRequest) -> None:
             request.getfixturevalue(name).reset()
 
 
-def gateway_config(fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic,
+def gateway_config(fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic, ledger_url: str,
                    **server: object) -> Config:
     os.environ["TEST_OPENAI_KEY"] = OPENAI_KEY
     os.environ["TEST_ANTHROPIC_KEY"] = ANTHROPIC_KEY
     doc = yaml.safe_load(f"""
 server: {{max_body_bytes: 1048576}}
+ledger: {{url: "{ledger_url}"}}
+prices:
+  - {{id: gpt-fake, input: 1.0, cached_input: 0.5, output: 2.0}}
 models:
   - {{name: {LOCAL}, provider: local, model: {LOCAL}, n_ctx: 2048, n_threads: 2}}
   - {{name: all-MiniLM-L6-v2, provider: sentence_transformers}}
@@ -131,8 +134,14 @@ models:
 
 
 @pytest.fixture(scope="session")
-def gateway(fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic) -> Iterator[Gateway]:
-    gw = start_gateway(gateway_config(fake_openai, fake_anthropic))
+def ledger_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("ledger") / "ledger.db"
+
+
+@pytest.fixture(scope="session")
+def gateway(fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic,
+            ledger_path: Path) -> Iterator[Gateway]:
+    gw = start_gateway(gateway_config(fake_openai, fake_anthropic, f"sqlite:///{ledger_path}"))
     yield gw
     gw.stop()
 

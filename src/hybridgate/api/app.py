@@ -23,6 +23,7 @@ from hybridgate.core.errors import (
     NotFound,
     PayloadTooLarge,
 )
+from hybridgate.ledger.recorder import Recorder
 from hybridgate.routing.resolve import Models
 
 log = logging.getLogger("hybridgate.api")
@@ -51,16 +52,22 @@ def _guard(handler: Handler) -> Handler:
 
 def create_app(config: Config, models: Models | None = None) -> Starlette:
     models = models if models is not None else Models(config)
-    api = OpenAIRoutes(models, config.server.max_body_bytes)
+    recorder = Recorder(config)
+    api = OpenAIRoutes(models, recorder, config.server.max_body_bytes)
 
     async def healthz(request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
 
     async def readyz(request: Request) -> Response:
-        body = {"ready": models.ready,
+        ledger_ok = recorder.ledger is None or recorder.ledger.healthy or \
+            not recorder.ledger.required
+        ready = models.ready and ledger_ok
+        body = {"ready": ready,
                 "models": {n: p.ready for n, p in models.providers.items()},
+                "ledger": None if recorder.ledger is None else {
+                    "healthy": recorder.ledger.healthy, "error": recorder.ledger.last_error},
                 "errors": models.load_errors}
-        return Response(msgspec.json.encode(body), status_code=200 if models.ready else 503,
+        return Response(msgspec.json.encode(body), status_code=200 if ready else 503,
                         media_type="application/json")
 
     routes = [
@@ -86,13 +93,16 @@ def create_app(config: Config, models: Models | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await recorder.start()
         await models.start()
         try:
             yield
         finally:
             await models.close()
+            await recorder.close()
 
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={HTTPException: http_error})
     app.state.models = models
+    app.state.recorder = recorder
     return app

@@ -1,11 +1,12 @@
 """OpenAI-compatible endpoints: /v1/chat/completions, /v1/completions, /v1/embeddings,
 /v1/models. Each handler: read + validate the body once, pick a provider, call it,
-encode the answer."""
+price and record the result, encode the answer."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -14,6 +15,7 @@ from starlette.responses import Response
 from hybridgate.api.body import decode, read_body
 from hybridgate.api.sse import open_stream, sse_response
 from hybridgate.api.validate import check_chat, check_completion, check_embedding
+from hybridgate.core.errors import GatewayError, ModelNotFound
 from hybridgate.core.types import (
     ChatRequest,
     CompletionRequest,
@@ -22,6 +24,8 @@ from hybridgate.core.types import (
     ModelList,
     encode,
 )
+from hybridgate.ledger.recorder import Recorder, Tracker
+from hybridgate.providers.base import Provider
 from hybridgate.routing.resolve import AUTO, Models
 
 log = logging.getLogger("hybridgate.request")
@@ -33,13 +37,17 @@ def _json(body: bytes, headers: dict[str, str] | None = None) -> Response:
     return Response(body, media_type="application/json", headers=headers)
 
 
+def _cost_header(cost: float | None) -> str:
+    return "unknown" if cost is None else f"{cost:.10f}".rstrip("0").rstrip(".") or "0"
+
+
 class OpenAIRoutes:
-    def __init__(self, models: Models, max_body_bytes: int) -> None:
+    def __init__(self, models: Models, recorder: Recorder, max_body_bytes: int) -> None:
         self.models = models
+        self.recorder = recorder
         self.limit = max_body_bytes
 
-    def _log(self, path: str, model: str, served: str, t0: float, status: Any,
-             usage: Any = None) -> None:
+    def _log(self, t: Tracker, status: Any, usage: Any = None) -> None:
         if not log.isEnabledFor(logging.INFO):
             return
         tokens = ""
@@ -47,48 +55,83 @@ class OpenAIRoutes:
             tokens = f" prompt_tokens={usage.prompt_tokens}"
             if hasattr(usage, "completion_tokens"):
                 tokens += f" completion_tokens={usage.completion_tokens}"
-        log.info("%s model=%s served=%s status=%s ms=%.1f%s", path, model, served, status,
-                 (time.perf_counter() - t0) * 1000, tokens)
+        log.info("%s id=%s model=%s served=%s status=%s ms=%.1f%s", t.endpoint, t.id,
+                 t.requested_model, t.route, status, (time.perf_counter() - t.t0) * 1000,
+                 tokens)
+
+    async def _serve(self, t: Tracker, provider: Provider, stream: bool, include_usage: bool,
+                     call: Callable[[], Awaitable[Any]],
+                     call_stream: Callable[[], AsyncIterator[Any]]) -> Response:
+        """The shared tail of every generating endpoint: call, price, commit, encode."""
+        t.served_by(provider.name, provider.kind)
+        headers = {"x-hybridgate-model": provider.name, "x-request-id": t.id}
+        if stream:
+            first, rest = await open_stream(call_stream())
+            return sse_response(first, rest, include_usage, t,
+                                lambda usage, status: self._log(t, status, usage), headers)
+        resp = await call()
+        t.ttft = time.perf_counter() - t.t0
+        if resp.usage:
+            costs = t.set_usage(resp.usage)
+            if hasattr(resp.usage, "cost"):
+                resp.usage.cost = costs.cost_usd
+            headers["x-hybridgate-cost"] = _cost_header(costs.cost_usd)
+        await t.commit(200)
+        self._log(t, 200, resp.usage)
+        return _json(encode(resp), headers)
+
+    async def _guarded(self, t: Tracker | None, work: Callable[[], Awaitable[Response]]
+                       ) -> Response:
+        try:
+            return await work()
+        except GatewayError as e:
+            if t is not None:
+                await t.commit(e.status, e.message)
+                self._log(t, e.status)
+            raise
 
     async def chat_completions(self, request: Request) -> Response:
-        t0 = time.perf_counter()
         req = decode(await read_body(request, self.limit), ChatRequest)
-        check_chat(req)
-        provider = self.models.pick_chat(req)
-        headers = {"x-hybridgate-model": provider.name}
-        if not req.stream:
-            resp = await provider.chat(req)
-            self._log("chat", req.model, provider.name, t0, 200, resp.usage)
-            return _json(encode(resp), headers)
-        first, rest = await open_stream(provider.chat_stream(req))
-        return sse_response(first, rest, req.wants_usage_chunk,
-                            lambda usage, status: self._log("chat", req.model, provider.name,
-                                                            t0, status, usage), headers)
+        t = self.recorder.track("chat", req.model, bool(req.stream), req.user)
+
+        async def work() -> Response:
+            check_chat(req)
+            self.recorder.check()
+            provider = self.models.pick_chat(req)
+            return await self._serve(t, provider, bool(req.stream), req.wants_usage_chunk,
+                                     lambda: provider.chat(req),
+                                     lambda: provider.chat_stream(req))
+        return await self._guarded(t, work)
 
     async def completions(self, request: Request) -> Response:
-        t0 = time.perf_counter()
         req = decode(await read_body(request, self.limit), CompletionRequest)
-        check_completion(req)
-        provider = self.models.get(req.model)
-        headers = {"x-hybridgate-model": provider.name}
-        if not req.stream:
-            resp = await provider.complete(req)
-            self._log("completions", req.model, provider.name, t0, 200, resp.usage)
-            return _json(encode(resp), headers)
-        first, rest = await open_stream(provider.complete_stream(req))
-        return sse_response(first, rest, req.wants_usage_chunk,
-                            lambda usage, status: self._log("completions", req.model,
-                                                            provider.name, t0, status, usage),
-                            headers)
+        t = self.recorder.track("completions", req.model, bool(req.stream), req.user)
+
+        async def work() -> Response:
+            check_completion(req)
+            self.recorder.check()
+            provider = self.models.get(req.model)
+            return await self._serve(t, provider, bool(req.stream), req.wants_usage_chunk,
+                                     lambda: provider.complete(req),
+                                     lambda: provider.complete_stream(req))
+        return await self._guarded(t, work)
 
     async def embeddings(self, request: Request) -> Response:
-        t0 = time.perf_counter()
         req = decode(await read_body(request, self.limit), EmbeddingRequest)
-        check_embedding(req)
-        provider = self.models.get(req.model)
-        resp = await provider.embed(req)
-        self._log("embeddings", req.model, provider.name, t0, 200, resp.usage)
-        return _json(encode(resp), {"x-hybridgate-model": provider.name})
+        t = self.recorder.track("embeddings", req.model, False, req.user)
+
+        async def work() -> Response:
+            check_embedding(req)
+            self.recorder.check()
+            provider = self.models.get(req.model)
+
+            async def never() -> AsyncIterator[Any]:  # embeddings do not stream
+                raise AssertionError
+                yield
+
+            return await self._serve(t, provider, False, False, lambda: provider.embed(req),
+                                     never)
+        return await self._guarded(t, work)
 
     async def list_models(self, request: Request) -> Response:
         cards = [ModelCard(id=p.name, created=_STARTED, owned_by=p.owned_by)
@@ -103,6 +146,5 @@ class OpenAIRoutes:
             return _json(encode(ModelCard(id=AUTO, created=_STARTED, owned_by="hybridgate")))
         p = self.models.providers.get(name)
         if p is None:
-            from hybridgate.core.errors import ModelNotFound
             raise ModelNotFound(f"the model '{name}' does not exist", param="model")
         return _json(encode(ModelCard(id=p.name, created=_STARTED, owned_by=p.owned_by)))

@@ -1,4 +1,9 @@
-"""Server-Sent Events out: OpenAI's framing (``data: {json}\\n\\n`` ... ``data: [DONE]``)."""
+"""Server-Sent Events out: OpenAI's framing (``data: {json}\\n\\n`` ... ``data: [DONE]``).
+
+The stream's record is committed before ``[DONE]``: a client that saw the end of its
+stream is guaranteed a ledger row. If the commit fails in required mode, the stream
+ends with a 503 error event instead.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from starlette.responses import StreamingResponse
 from hybridgate.api.errors import error_body
 from hybridgate.core.errors import GatewayError
 from hybridgate.core.types import encode
+from hybridgate.ledger.recorder import Tracker
 
 log = logging.getLogger("hybridgate.api")
 
@@ -30,41 +36,53 @@ async def open_stream(chunks: AsyncIterator[Any]) -> tuple[Any, AsyncIterator[An
     return first, it
 
 
-def is_usage_chunk(chunk: Any) -> bool:
-    return not chunk.choices and chunk.usage is not None
+def _has_content(chunk: Any) -> bool:
+    for c in chunk.choices:
+        delta = getattr(c, "delta", None)
+        if delta is not None and (delta.content or delta.tool_calls):
+            return True
+        if getattr(c, "text", None):
+            return True
+    return False
 
 
 async def _frames(first: Any, rest: AsyncIterator[Any], include_usage: bool,
-                  on_end: Callable[[Any, str], None]) -> AsyncIterator[bytes]:
+                  tracker: Tracker, on_end: Callable[[Any, str], None]) -> AsyncIterator[bytes]:
     usage = None
     status = "200"
     try:
         chunk = first
         while True:
-            if is_usage_chunk(chunk):
+            if not chunk.choices and chunk.usage:
                 usage = chunk.usage
+                usage.cost = tracker.set_usage(usage).cost_usd
                 if include_usage:
                     yield b"data: " + encode(chunk) + b"\n\n"
             else:
+                if tracker.ttft is None and _has_content(chunk):
+                    tracker.first_token()
                 yield b"data: " + encode(chunk) + b"\n\n"
             try:
                 chunk = await rest.__anext__()
             except StopAsyncIteration:
                 break
+        await tracker.commit(200)
         yield DONE
     except GatewayError as e:
         # Headers are gone; OpenAI reports a mid-stream failure as an error event.
         status = f"error:{e.status}"
+        await tracker.commit(e.status, e.message)
         yield b"data: " + error_body(e) + b"\n\n"
     except BaseException:
         status = "cancelled"
+        tracker.commit_nowait(499, "client disconnected")
         raise
     finally:
         await rest.aclose()  # type: ignore[attr-defined]
         on_end(usage, status)
 
 
-def sse_response(first: Any, rest: AsyncIterator[Any], include_usage: bool,
+def sse_response(first: Any, rest: AsyncIterator[Any], include_usage: bool, tracker: Tracker,
                  on_end: Callable[[Any, str], None], headers: dict[str, str]) -> StreamingResponse:
-    return StreamingResponse(_frames(first, rest, include_usage, on_end),
+    return StreamingResponse(_frames(first, rest, include_usage, tracker, on_end),
                              media_type="text/event-stream", headers={**SSE_HEADERS, **headers})

@@ -5,6 +5,7 @@ from hybridgate.config.settings import (
     Config,
     ConfigError,
     EmbeddingModel,
+    LedgerConfig,
     LocalModel,
     ModelEntry,
     OpenAIModel,
@@ -15,6 +16,6 @@ from hybridgate.config.settings import (
 )
 
 __all__ = [
-    "AnthropicModel", "Config", "ConfigError", "EmbeddingModel", "LocalModel", "ModelEntry",
-    "OpenAIModel", "ServerConfig", "default_config", "hybridgate_home", "load_config",
+    "AnthropicModel", "Config", "ConfigError", "EmbeddingModel", "LedgerConfig", "LocalModel",
+    "ModelEntry", "OpenAIModel", "ServerConfig", "default_config", "hybridgate_home", "load_config",
 ]

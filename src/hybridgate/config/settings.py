@@ -91,12 +91,40 @@ class EmbeddingModel(Struct, kw_only=True, forbid_unknown_fields=True,
 ModelEntry = LocalModel | OpenAIModel | AnthropicModel | EmbeddingModel
 
 
+class PriceOverride(Struct, kw_only=True, forbid_unknown_fields=True):
+    """USD per 1M tokens for a model id (a gateway model name or an upstream model name)."""
+
+    id: str
+    input: Annotated[float, Meta(ge=0)]
+    output: Annotated[float, Meta(ge=0)]
+    cached_input: Annotated[float, Meta(ge=0)] | None = None
+    source: str = "user config"
+
+
+class LedgerConfig(Struct, kw_only=True, forbid_unknown_fields=True):
+    enabled: bool = True
+    # sqlite:///path/to/ledger.db (default: $HYBRIDGATE_HOME/ledger.db) or postgresql://...
+    url: str | None = None
+    # true: a request whose record cannot be committed gets a 503 (nothing unrecorded).
+    # false: records spill to an append-only file and are replayed when the database is back.
+    required: bool = True
+    spill_path: str | None = None  # default: $HYBRIDGATE_HOME/ledger-spill.jsonl
+    baseline_model: str = "gpt-4.1"  # what the same tokens would have cost on the frontier
+    local_hardware: str = "cpu-2core"  # hardware profile pricing local requests
+    local_utilization: Annotated[float, Meta(gt=0, le=1)] = 0.5
+    electricity_usd_per_kwh: Annotated[float, Meta(ge=0)] = 0.13
+    max_batch: Annotated[int, Meta(ge=1)] = 512
+    hardware: list[dict[str, Any]] = field(default_factory=list)  # extra hardware profiles
+
+
 class Config(Struct, kw_only=True, forbid_unknown_fields=True):
     server: ServerConfig = field(default_factory=ServerConfig)
     models: list[ModelEntry] = field(default_factory=list)
     # What ``model: auto`` (and a request naming no known route) resolves to until the
     # router lands: a model name from ``models``. Defaults to the first local chat model.
     default_model: str | None = None
+    ledger: LedgerConfig = field(default_factory=LedgerConfig)
+    prices: list[PriceOverride] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         names = [m.name for m in self.models]
@@ -163,5 +191,6 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
     cfg = parse_config(data, str(p))
     if not cfg.models:
         base = default_config()
-        cfg = Config(server=cfg.server, models=base.models, default_model=cfg.default_model)
+        cfg = Config(server=cfg.server, models=base.models, default_model=cfg.default_model,
+                     ledger=cfg.ledger, prices=cfg.prices)
     return cfg

@@ -181,6 +181,12 @@ class Usage(Struct, omit_defaults=True):
     total_tokens: int
     prompt_tokens_details: dict[str, Any] | None = None
     completion_tokens_details: dict[str, Any] | None = None
+    cost: float | None | UnsetType = UNSET  # USD, like OpenRouter's usage.cost
+
+    @property
+    def cached_tokens(self) -> int:
+        details = self.prompt_tokens_details or {}
+        return int(details.get("cached_tokens") or 0)
 
     @classmethod
     def of(cls, prompt: int, completion: int) -> Usage:

@@ -1,0 +1,177 @@
+"""Per-request accounting: price the usage, build the record, commit it.
+
+``Recorder`` is made once from the config; ``Recorder.track`` makes one ``Tracker``
+per request, which the API layer feeds (model chosen, usage seen, first token) and
+finally commits. Costs are computed once the usage is known, so the same number goes
+into ``usage.cost``, the ``x-hybridgate-cost`` header and the ledger row.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hybridgate.config.settings import (
+    AnthropicModel,
+    Config,
+    OpenAIModel,
+    hybridgate_home,
+)
+from hybridgate.core.ids import new_id
+from hybridgate.economics.costs import hourly_cost, load_hardware
+from hybridgate.ledger.prices import Price, PriceBook
+from hybridgate.ledger.record import Record
+from hybridgate.ledger.writer import Ledger, LedgerUnavailable
+
+log = logging.getLogger("hybridgate.ledger")
+
+LOCAL_KINDS = ("local", "embeddings")
+
+
+@dataclass(slots=True)
+class Costs:
+    cost_usd: float | None
+    baseline_cost_usd: float | None
+    energy_j: float | None
+
+
+def default_url() -> str:
+    return f"sqlite:///{hybridgate_home() / 'ledger.db'}"
+
+
+class Recorder:
+    def __init__(self, config: Config) -> None:
+        lc = config.ledger
+        self.prices = PriceBook(config.prices)
+        self.baseline: Price | None = self.prices.lookup(lc.baseline_model)
+        if self.baseline is None:
+            log.warning("baseline model %s has no price; baseline costs will be empty",
+                        lc.baseline_model)
+        hardware = load_hardware(lc.hardware)
+        if lc.local_hardware not in hardware:
+            raise ValueError(f"ledger.local_hardware {lc.local_hardware!r} is not a hardware "
+                             f"profile; known: {', '.join(hardware)}")
+        hw = hardware[lc.local_hardware]
+        self.local_usd_per_hour = hourly_cost(hw, lc.electricity_usd_per_kwh,
+                                              lc.local_utilization)
+        self.local_watts = hw.watts
+        # What each configured model is called upstream: prices are keyed by either name.
+        self.upstream: dict[str, str] = {
+            m.name: (m.model or m.name) for m in config.models
+            if isinstance(m, (OpenAIModel, AnthropicModel))}
+        self.ledger: Ledger | None = None
+        if lc.enabled:
+            spill = Path(lc.spill_path) if lc.spill_path else (
+                hybridgate_home() / "ledger-spill.jsonl")
+            self.ledger = Ledger(lc.url or default_url(), required=lc.required,
+                                 spill_path=spill, max_batch=lc.max_batch)
+
+    async def start(self) -> None:
+        if self.ledger is not None:
+            await self.ledger.start()
+
+    async def close(self) -> None:
+        if self.ledger is not None:
+            await self.ledger.close()
+
+    def check(self) -> None:
+        if self.ledger is not None:
+            self.ledger.check()
+
+    def price_of(self, route: str) -> Price | None:
+        return self.prices.lookup(route, self.upstream.get(route))
+
+    def costs(self, route: str | None, provider: str | None, prompt: int, cached: int,
+              completion: int, seconds: float) -> Costs:
+        baseline = (self.baseline.cost(prompt, cached, completion)
+                    if self.baseline is not None and provider != "embeddings" else None)
+        if provider in LOCAL_KINDS:
+            # A local request costs the hardware's busy seconds; it also has a power draw.
+            return Costs(self.local_usd_per_hour * seconds / 3600, baseline,
+                         self.local_watts * seconds)
+        price = self.price_of(route) if route else None
+        cost = price.cost(prompt, cached, completion) if price is not None else None
+        return Costs(cost, baseline, None)
+
+    def track(self, endpoint: str, requested_model: str, stream: bool,
+              user: str | None) -> Tracker:
+        return Tracker(self, endpoint, requested_model, stream, user)
+
+
+class Tracker:
+    """Everything known about one request, gathered as it goes."""
+
+    __slots__ = ("recorder", "id", "ts", "t0", "endpoint", "requested_model", "stream", "user",
+                 "route", "provider", "usage", "ttft", "costs", "tokens_source", "done")
+
+    def __init__(self, recorder: Recorder, endpoint: str, requested_model: str, stream: bool,
+                 user: str | None) -> None:
+        self.recorder = recorder
+        self.id = new_id("req")
+        self.ts = time.time()
+        self.t0 = time.perf_counter()
+        self.endpoint = endpoint
+        self.requested_model = requested_model
+        self.stream = stream
+        self.user = user
+        self.route: str | None = None
+        self.provider: str | None = None
+        self.usage: tuple[int, int, int] = (0, 0, 0)
+        self.tokens_source = "none"
+        self.ttft: float | None = None
+        self.costs: Costs | None = None
+        self.done = False
+
+    def served_by(self, route: str, provider: str) -> None:
+        self.route, self.provider = route, provider
+
+    def first_token(self) -> None:
+        if self.ttft is None:
+            self.ttft = time.perf_counter() - self.t0
+
+    def set_usage(self, usage: Any, source: str = "upstream") -> Costs:
+        """Price the usage (an OpenAI usage object); returns the costs for the client."""
+        prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
+        completion = int(getattr(usage, "completion_tokens", 0) or 0)
+        cached = int(getattr(usage, "cached_tokens", 0) or 0)
+        self.usage = (prompt, cached, completion)
+        self.tokens_source = source
+        self.costs = self.recorder.costs(self.route, self.provider, prompt, cached, completion,
+                                         time.perf_counter() - self.t0)
+        return self.costs
+
+    def _record(self, status: int, error: str | None) -> Record:
+        prompt, cached, completion = self.usage
+        costs = self.costs or Costs(None, None, None)
+        latency = time.perf_counter() - self.t0
+        return Record(
+            id=self.id, ts=self.ts, requested_model=self.requested_model,
+            endpoint=self.endpoint, status=status, user_id=self.user, route=self.route,
+            provider=self.provider, stream=self.stream, prompt_tokens=prompt,
+            cached_tokens=cached, completion_tokens=completion,
+            tokens_source=self.tokens_source, latency_ms=latency * 1000,
+            ttft_ms=self.ttft * 1000 if self.ttft is not None else None,
+            cost_usd=costs.cost_usd if self.costs else (0.0 if status >= 400 else None),
+            baseline_cost_usd=costs.baseline_cost_usd, energy_j=costs.energy_j,
+            error=error)
+
+    async def commit(self, status: int, error: str | None = None) -> None:
+        """Commit the record; raises LedgerUnavailable for a success that cannot be kept."""
+        if self.done or self.recorder.ledger is None:
+            return
+        self.done = True
+        rec = self._record(status, error)
+        try:
+            await self.recorder.ledger.record(rec)
+        except LedgerUnavailable:
+            if status < 400:
+                raise  # the client must not get an answer we could not record
+
+    def commit_nowait(self, status: int, error: str | None = None) -> None:
+        if self.done or self.recorder.ledger is None:
+            return
+        self.done = True
+        self.recorder.ledger.record_nowait(self._record(status, error))

@@ -1,0 +1,152 @@
+"""SQL for the ledger: one schema, two dialects (SQLite in WAL mode, Postgres), and
+numbered migrations recorded in ``schema_migrations``.
+
+Only the writer thread and the report commands open connections; nothing here runs on
+the event loop.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from hybridgate.ledger.record import COLUMNS
+
+MIGRATIONS: list[str] = [
+    # 1: the requests table
+    """
+    CREATE TABLE IF NOT EXISTS requests (
+        id TEXT PRIMARY KEY,
+        ts DOUBLE PRECISION NOT NULL,
+        key_id TEXT,
+        user_id TEXT,
+        requested_model TEXT NOT NULL,
+        route TEXT,
+        provider TEXT,
+        endpoint TEXT NOT NULL,
+        stream BOOLEAN NOT NULL,
+        attempt INTEGER NOT NULL,
+        prompt_tokens INTEGER NOT NULL,
+        cached_tokens INTEGER NOT NULL,
+        completion_tokens INTEGER NOT NULL,
+        tokens_source TEXT NOT NULL,
+        latency_ms DOUBLE PRECISION NOT NULL,
+        ttft_ms DOUBLE PRECISION,
+        cost_usd DOUBLE PRECISION,
+        baseline_cost_usd DOUBLE PRECISION,
+        energy_j DOUBLE PRECISION,
+        status INTEGER NOT NULL,
+        error TEXT,
+        route_score DOUBLE PRECISION,
+        route_decision TEXT
+    );
+    CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
+    """,
+    # 2: feedback from clients (POST /v1/feedback, the router issue)
+    """
+    ALTER TABLE requests ADD COLUMN feedback_score DOUBLE PRECISION;
+    ALTER TABLE requests ADD COLUMN preferred_route TEXT;
+    """,
+]
+
+
+class Store:
+    """A DB-API connection to the ledger database, dialect details hidden."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        parsed = urlparse(url)
+        self.kind = "postgres" if parsed.scheme.startswith("postgres") else "sqlite"
+        self.conn: Any = None
+        ph = "%s" if self.kind == "postgres" else "?"
+        cols = ", ".join(COLUMNS)
+        marks = ", ".join([ph] * len(COLUMNS))
+        self.insert_sql = (f"INSERT INTO requests ({cols}) VALUES ({marks}) "
+                           "ON CONFLICT (id) DO NOTHING")
+
+    def connect(self) -> None:
+        if self.kind == "postgres":
+            import psycopg
+
+            self.conn = psycopg.connect(self.url, connect_timeout=3, autocommit=False)
+        else:
+            path = sqlite_path(self.url)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            # WAL: readers (reports) never block the writer. synchronous=FULL: a commit is
+            # on disk before it returns, so a committed record survives power loss too.
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")
+            self.conn.execute("PRAGMA busy_timeout=5000")
+        self.migrate()
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:
+                pass
+            self.conn = None
+
+    def _begin(self) -> None:
+        if self.kind == "sqlite":
+            self.conn.execute("BEGIN IMMEDIATE")
+
+    def migrate(self) -> None:
+        cur = self.conn.cursor()
+        self._begin()
+        cur.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
+                    "(version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)")
+        cur.execute("SELECT version FROM schema_migrations")
+        done = {r[0] for r in cur.fetchall()}
+        for version, script in enumerate(MIGRATIONS, start=1):
+            if version in done:
+                continue
+            for stmt in (s.strip() for s in script.split(";")):
+                if stmt:
+                    cur.execute(stmt)
+            ph = "%s" if self.kind == "postgres" else "?"
+            cur.execute(f"INSERT INTO schema_migrations VALUES ({ph}, {ph})",
+                        (version, time.time()))
+        self.conn.commit() if self.kind == "postgres" else self.conn.execute("COMMIT")
+
+    def insert(self, rows: list[tuple]) -> None:
+        """Insert a batch in one transaction; duplicates (replays) are ignored."""
+        cur = self.conn.cursor()
+        self._begin()
+        try:
+            cur.executemany(self.insert_sql, rows)
+        except BaseException:
+            self.conn.rollback() if self.kind == "postgres" else self.conn.execute("ROLLBACK")
+            raise
+        self.conn.commit() if self.kind == "postgres" else self.conn.execute("COMMIT")
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        if self.kind == "postgres":
+            sql = sql.replace("?", "%s")
+        cur = self.conn.cursor()
+        cur.execute(sql, params)
+        rows = cur.fetchall()
+        if self.kind == "postgres":
+            self.conn.commit()
+        return rows
+
+    def execute(self, sql: str, params: tuple = ()) -> int:
+        if self.kind == "postgres":
+            sql = sql.replace("?", "%s")
+        cur = self.conn.cursor()
+        cur.execute(sql, params)
+        n = cur.rowcount
+        self.conn.commit() if self.kind == "postgres" else None
+        return n
+
+
+def sqlite_path(url: str) -> Path:
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///"):])
+    if url.startswith("sqlite://"):
+        return Path(url[len("sqlite://"):])
+    return Path(url)

@@ -1,0 +1,206 @@
+"""Group commit: many concurrent requests, one transaction.
+
+Handlers hand a record to ``Ledger.record`` and await it. A single writer thread takes
+everything queued, inserts it in one transaction, commits (fsync), then wakes all the
+waiters at once; under load one commit carries hundreds of records. The response is
+released only after its record is committed, so a ``kill -9`` loses no record of an
+answer a client received.
+
+When the database fails (down, disk full): with ``required: true`` the waiters get
+``LedgerUnavailable`` (a 503) and new requests are refused until a reconnect works;
+with ``required: false`` the batch goes to an append-only spill file (fsync'd) and is
+replayed, idempotently, once the database is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import threading
+from pathlib import Path
+
+import msgspec
+
+from hybridgate.core.errors import UpstreamUnavailable
+from hybridgate.ledger.record import Record
+from hybridgate.ledger.store import Store
+
+log = logging.getLogger("hybridgate.ledger")
+
+_STOP = object()
+
+
+class LedgerUnavailable(UpstreamUnavailable):
+    """The ledger cannot commit and records are required (503)."""
+
+    code = "ledger_unavailable"
+
+
+class Ledger:
+    def __init__(self, url: str, *, required: bool, spill_path: Path, max_batch: int = 512,
+                 retry_interval: float = 1.0) -> None:
+        self.store = Store(url)
+        self.required = required
+        self.spill_path = spill_path
+        self.max_batch = max_batch
+        self.retry_interval = retry_interval
+        self.healthy = False
+        self.last_error: str | None = None
+        self.commits = 0  # transactions committed (for tests and the benchmark)
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._encode = msgspec.json.Encoder().encode
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+        await asyncio.get_running_loop().run_in_executor(None, self._connect)
+        self._thread.start()
+
+    async def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            await asyncio.get_running_loop().run_in_executor(None, self._thread.join, 10)
+        self.store.close()
+
+    def _connect(self) -> bool:
+        try:
+            self.store.close()
+            self.store.connect()
+        except Exception as e:
+            self._fail(e)
+            return False
+        if not self.healthy:
+            log.info("ledger connected (%s)", self.store.kind)
+        self.healthy = True
+        self.last_error = None
+        self._replay_spill()
+        return True
+
+    def _fail(self, e: Exception) -> None:
+        msg = f"{type(e).__name__}: {e}".strip()
+        if self.healthy or self.last_error != msg:
+            log.error("ledger write failed: %s", msg)
+        self.healthy = False
+        self.last_error = msg
+
+    # ------------------------------------------------------------------ the hot path
+
+    def check(self) -> None:
+        """Refuse work up front while records cannot be kept (required mode only)."""
+        if self.required and not self.healthy:
+            raise LedgerUnavailable(f"the ledger is unavailable ({self.last_error}); "
+                                    "requests are refused rather than served unrecorded")
+
+    async def record(self, rec: Record) -> None:
+        """Returns once ``rec`` is committed (or spilled); raises LedgerUnavailable."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._queue.put((rec, loop, fut))
+        await fut
+
+    def record_nowait(self, rec: Record) -> None:
+        """For paths that cannot wait (a client that already left): best effort."""
+        self._queue.put((rec, None, None))
+
+    # ------------------------------------------------------------------ writer thread
+
+    def _run(self) -> None:
+        while True:
+            try:
+                first = self._queue.get(timeout=self.retry_interval)
+            except queue.Empty:
+                if not self.healthy:
+                    self._connect()
+                continue
+            if first is _STOP:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                batch.append(item)
+            self._commit(batch)  # type: ignore[arg-type]
+            if stop:
+                return
+
+    def _commit(self, batch: list[tuple[Record, asyncio.AbstractEventLoop | None,
+                                        asyncio.Future[None] | None]]) -> None:
+        rows = [rec.row() for rec, _, _ in batch]
+        error: Exception | None = None
+        if not self.healthy:
+            self._connect()
+        if self.healthy:
+            try:
+                self.store.insert(rows)
+                self.commits += 1
+            except Exception as e:
+                self._fail(e)
+                error = e
+        else:
+            error = RuntimeError(self.last_error or "ledger unavailable")
+        if error is not None and not self.required:
+            try:
+                self._spill([rec for rec, _, _ in batch])
+                error = None
+            except OSError as e:
+                log.error("ledger spill failed: %s", e)
+                error = e
+        for _, loop, fut in batch:
+            if loop is None or fut is None:
+                continue
+            if error is None:
+                loop.call_soon_threadsafe(_resolve, fut, None)
+            else:
+                loop.call_soon_threadsafe(_resolve, fut, LedgerUnavailable(
+                    f"the request's record could not be committed: {self.last_error}"))
+
+    # ------------------------------------------------------------------ spill + replay
+
+    def _spill(self, records: list[Record]) -> None:
+        self.spill_path.parent.mkdir(parents=True, exist_ok=True)
+        data = b"".join(self._encode(r) + b"\n" for r in records)
+        fd = os.open(self.spill_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _replay_spill(self) -> None:
+        if not self.spill_path.exists():
+            return
+        decoder = msgspec.json.Decoder(Record)
+        rows = []
+        for line in self.spill_path.read_bytes().splitlines():
+            if line.strip():
+                try:
+                    rows.append(decoder.decode(line).row())
+                except msgspec.DecodeError:  # a torn last line from a crash mid-write
+                    log.warning("skipping an unreadable spill line")
+        try:
+            for i in range(0, len(rows), self.max_batch):
+                self.store.insert(rows[i:i + self.max_batch])
+        except Exception as e:
+            self._fail(e)
+            return
+        self.spill_path.unlink()
+        log.info("replayed %d spilled ledger records", len(rows))
+
+
+def _resolve(fut: asyncio.Future[None], error: Exception | None) -> None:
+    if fut.done():
+        return
+    if error is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(error)
