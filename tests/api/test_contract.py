@@ -52,7 +52,9 @@ def test_openai_contract(case, gateway):
         response = case.call(base_url=gateway.v1)
         assert response.status_code < 500, response.text
         if response.status_code == 200:
-            assert response.headers["content-type"].startswith("text/event-stream")
+            ctype = response.headers["content-type"]
+            ctype = ctype[0] if isinstance(ctype, list) else ctype
+            assert ctype.startswith("text/event-stream")
             events = [e for e in response.text.split("\n\n") if e.strip()]
             assert all(e.startswith("data: ") for e in events)
             for e in events[:-1]:
