@@ -39,6 +39,7 @@ class FakeOpenAI(FakeServer):
     def __init__(self) -> None:
         super().__init__()
         self.tool_arguments = '{"city": "Paris", "unit": "celsius"}'
+        self.usage_override: dict[str, Any] | None = None  # a fixed usage for cost tests
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self.chat)
@@ -86,8 +87,10 @@ class FakeOpenAI(FakeServer):
         pieces = [p + " " for p in content.split(" ")][:-1] + [content.split(" ")[-1]] \
             if content else []
         completion = len(pieces) + (3 if call else 0)
-        usage = {"prompt_tokens": prompt, "completion_tokens": completion,
-                 "total_tokens": prompt + completion}
+        usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                                 "total_tokens": prompt + completion}
+        if self.usage_override is not None:
+            usage = dict(self.usage_override)
         model = body.get("model", "fake")
         finish = "tool_calls" if call else "stop"
         if not body.get("stream"):

@@ -86,6 +86,8 @@ class FakeServer:
             self._thread.join(5)
 
     def reset(self) -> None:
+        if hasattr(self, "usage_override"):
+            self.usage_override = None
         self.requests.clear()
         self.faults.clear()
         self.disconnects = 0

@@ -86,6 +86,7 @@ class OpenAIRoutes:
             return await work()
         except GatewayError as e:
             if t is not None:
+                e.headers = {**e.headers, "x-request-id": t.id}
                 await t.commit(e.status, e.message)
                 self._log(t, e.status)
             raise

@@ -1,0 +1,152 @@
+"""kill -9 under load loses no record of a response a client received; a database that
+is down gives 503s (required) or spills and replays (not required)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+import requests
+
+from tests.fakes.tcp_proxy import TcpProxy
+from tests.ledger.helpers import GatewayProcess, ledger_rows, pg_schema
+
+pytestmark = pytest.mark.slow
+
+BODY = {"model": "gpt-fake", "messages": [{"role": "user", "content": "one two three"}]}
+
+
+def _client(url: str, stream: bool, ok: list[str], stop: threading.Event,
+            on_ok: Callable[[], None]) -> None:
+    session = requests.Session()
+    while not stop.is_set():
+        try:
+            if stream:
+                with session.post(url + "/v1/chat/completions", json={**BODY, "stream": True},
+                                  stream=True, timeout=5) as r:
+                    if r.status_code == 200 and any(
+                            line == b"data: [DONE]" for line in r.iter_lines()):
+                        ok.append(r.headers["x-request-id"])
+                        on_ok()
+            else:
+                r = session.post(url + "/v1/chat/completions", json=BODY, timeout=5)
+                if r.status_code == 200 and r.json()["choices"]:
+                    ok.append(r.headers["x-request-id"])
+                    on_ok()
+        except (requests.RequestException, ValueError):
+            if stop.is_set():
+                return
+            time.sleep(0.01)
+
+
+def _kill_under_load(tmp_path, fake_openai, ledger_url: str) -> None:
+    gw = GatewayProcess(tmp_path, fake_openai.url, {"url": ledger_url})
+    try:
+        gw.wait("/readyz")
+        ok: list[str] = []
+        stop = threading.Event()
+        lock = threading.Lock()
+
+        def on_ok() -> None:
+            # Kill the moment a client has its 300th answer: other answers are leaving
+            # the gateway right now, so any record committed after its response is lost.
+            with lock:
+                if len(ok) >= 300 and not stop.is_set():
+                    gw.kill9()
+                    stop.set()
+
+        threads = [threading.Thread(target=_client,
+                                    args=(gw.url, i % 2 == 1, ok, stop, on_ok))
+                   for i in range(8)]
+        for t in threads:
+            t.start()
+        stop.wait(60)
+        for t in threads:
+            t.join(10)
+    finally:
+        gw.stop()
+    rows = ledger_rows(ledger_url)
+    assert len(ok) > 100, "too little load to prove anything"
+    missing = [rid for rid in ok if rows.get(rid) != 200]
+    assert not missing, f"{len(missing)} of {len(ok)} answered requests have no ledger row"
+
+
+def test_kill9_sqlite(tmp_path, fake_openai):
+    _kill_under_load(tmp_path, fake_openai, f"sqlite:///{tmp_path / 'ledger.db'}")
+
+
+def test_kill9_postgres(tmp_path, fake_openai):
+    with pg_schema() as url:
+        _kill_under_load(tmp_path, fake_openai, url)
+
+
+def _post(gw: GatewayProcess) -> requests.Response:
+    return requests.post(gw.url + "/v1/chat/completions", json=BODY, timeout=10)
+
+
+def test_database_down_required_gives_503(tmp_path, fake_openai):
+    with pg_schema() as url:
+        proxy = TcpProxy("127.0.0.1", 5432)
+        proxy.up()
+        pg_url = url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+        gw = GatewayProcess(tmp_path, fake_openai.url, {"url": pg_url, "required": True})
+        try:
+            gw.wait("/readyz")
+            first = _post(gw)
+            assert first.status_code == 200
+            proxy.down()
+            statuses = [_post(gw).status_code for _ in range(3)]
+            assert statuses[-1] == 503 and set(statuses) <= {503}
+            err = _post(gw).json()["error"]
+            assert err["code"] == "ledger_unavailable"
+            assert requests.get(gw.url + "/readyz").status_code == 503
+            proxy.up()
+            deadline = time.time() + 10
+            while _post(gw).status_code != 200:
+                assert time.time() < deadline, "the gateway did not recover"
+                time.sleep(0.3)
+        finally:
+            gw.stop()
+            proxy.down()
+        rows = ledger_rows(url)
+        assert rows[first.headers["x-request-id"]] == 200
+
+
+def test_database_down_not_required_spills_and_replays(tmp_path, fake_openai):
+    with pg_schema() as url:
+        proxy = TcpProxy("127.0.0.1", 5432)
+        proxy.up()
+        pg_url = url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+        gw = GatewayProcess(tmp_path, fake_openai.url, {"url": pg_url, "required": False})
+        spill = tmp_path / "ledger-spill.jsonl"
+        try:
+            gw.wait("/readyz")
+            proxy.down()
+            served = [_post(gw) for _ in range(5)]
+            assert all(r.status_code == 200 for r in served)
+            ids = [r.headers["x-request-id"] for r in served]
+            assert spill.exists() and len(spill.read_text().splitlines()) >= 4
+            proxy.up()
+            deadline = time.time() + 15
+            while spill.exists():
+                assert time.time() < deadline, "spilled records were not replayed"
+                time.sleep(0.3)
+        finally:
+            gw.stop()
+            proxy.down()
+        rows = ledger_rows(url)
+        assert all(rows.get(i) == 200 for i in ids)
+
+
+def test_sqlite_unusable_refuses_requests(tmp_path, fake_openai):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the ledger's directory should be")
+    gw = GatewayProcess(tmp_path, fake_openai.url, {"url": f"sqlite:///{blocker}/ledger.db"})
+    try:
+        gw.wait("/healthz")
+        r = _post(gw)
+        assert r.status_code == 503 and r.json()["error"]["code"] == "ledger_unavailable"
+    finally:
+        gw.stop()
