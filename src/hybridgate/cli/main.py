@@ -7,7 +7,9 @@ import uvicorn
 
 from hybridgate import __version__
 from hybridgate.cli.chat_cmd import chat
+from hybridgate.cli.economics_cmd import economics
 from hybridgate.cli.models_cmd import models, pull_with_progress
+from hybridgate.cli.report_cmd import report
 from hybridgate.config.settings import (
     Config,
     ConfigError,
@@ -72,6 +74,8 @@ def serve(config_path: str | None, host: str | None, port: int | None,
 
 cli.add_command(chat)
 cli.add_command(models)
+cli.add_command(report)
+cli.add_command(economics)
 
 
 def main() -> None:

@@ -1,0 +1,171 @@
+"""``hybridgate economics``: API cost vs self-hosting, break-even per hardware profile."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from hybridgate.config.settings import load_config
+from hybridgate.economics.costs import (
+    HOURS_PER_MONTH,
+    break_even,
+    defaults,
+    load_hardware,
+    monthly_self_hosted,
+)
+from hybridgate.ledger.prices import PriceBook
+
+
+def _tokens(text: str) -> float:
+    """12M, 1.5B, 250k or a plain number."""
+    t = text.strip().lower().replace(",", "").replace("_", "")
+    scale = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9}.get(t[-1:], 1)
+    try:
+        return float(t[:-1] if scale != 1 else t) * scale
+    except ValueError:
+        raise click.BadParameter(f"not a token count: {text!r}") from None
+
+
+def _from_ledger(config_path: str | None) -> tuple[float, float]:
+    """(tokens per month, input share) from the last 30 days of the ledger."""
+    from hybridgate.cli.report_cmd import ledger_url, open_store
+
+    store = open_store(ledger_url(config_path, None))
+    try:
+        since = time.time() - 30 * 86400
+        (p, c, first), = store.query(
+            "SELECT COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
+            "MIN(ts) FROM requests WHERE ts >= ? AND status < 400", (since,))
+    finally:
+        store.close()
+    if not p and not c:
+        raise click.ClickException("the ledger has no requests in the last 30 days")
+    days = max(1.0, (time.time() - first) / 86400)
+    return (p + c) * 30 / days, p / (p + c)
+
+
+@click.command()
+@click.option("--tokens-per-month", "tokens_text", default=None,
+              help="Monthly volume (e.g. 50M, 2B); or use --from-ledger.")
+@click.option("--from-ledger", is_flag=True, help="Volume and input share from the last 30 days.")
+@click.option("--model", default=None, help="API model priced (default: the ledger baseline).")
+@click.option("--hardware", default=None, help="One hardware profile (default: all).")
+@click.option("--input-share", type=click.FloatRange(0, 1), default=0.75, show_default=True,
+              help="Share of tokens that are input (prompt) tokens.")
+@click.option("--tokens-per-second", type=float, default=None,
+              help="Your measured serving throughput, instead of the profile's.")
+@click.option("--kwh", "usd_per_kwh", type=float, default=None, help="Electricity USD/kWh.")
+@click.option("--mode", type=click.Choice(["auto", "owned", "rented"]), default="auto",
+              show_default=True, help="Buy the hardware or rent it by the hour.")
+@click.option("--plot", "plot_out", type=click.Path(dir_okay=False), default=None,
+              help="Write a PNG of monthly cost vs volume.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False))
+def economics(tokens_text: str | None, from_ledger: bool, model: str | None,
+              hardware: str | None, input_share: float, tokens_per_second: float | None,
+              usd_per_kwh: float | None, mode: str, plot_out: str | None, fmt: str,
+              config_path: str | None) -> None:
+    """When does self-hosting pay? API cost vs owning or renting each hardware profile."""
+    cfg = load_config(config_path) if config_path else None
+    if from_ledger:
+        tokens, input_share = _from_ledger(config_path)
+    elif tokens_text:
+        tokens = _tokens(tokens_text)
+    else:
+        raise click.UsageError("give --tokens-per-month N or --from-ledger")
+    book = PriceBook(cfg.prices if cfg else None)
+    model = model or (cfg.ledger.baseline_model if cfg else "gpt-4.1")
+    price = book.lookup(model)
+    if price is None:
+        raise click.ClickException(f"no price for {model!r}; known: {', '.join(book.prices)}")
+    per_token = (input_share * price.input + (1 - input_share) * price.output) / 1e6
+    kwh = usd_per_kwh if usd_per_kwh is not None else (
+        cfg.ledger.electricity_usd_per_kwh if cfg else defaults()["electricity_usd_per_kwh"])
+    profiles = load_hardware(cfg.ledger.hardware if cfg else None)
+    if hardware:
+        if hardware not in profiles:
+            raise click.ClickException(f"unknown hardware {hardware!r}; known: "
+                                       f"{', '.join(profiles)}")
+        profiles = {hardware: profiles[hardware]}
+    api_month = tokens * per_token
+    rows = []
+    for hw in profiles.values():
+        try:
+            cost, units = monthly_self_hosted(hw, tokens, kwh, tokens_per_second, mode)
+            be = break_even(hw, per_token, kwh, tokens_per_second, mode)
+        except ValueError:
+            continue  # e.g. --mode owned for a rent-only profile
+        rows.append({"hardware": hw.name, "mode": be.mode, "units": units,
+                     "self_hosted_usd_month": cost, "api_usd_month": api_month,
+                     "saving_usd_month": api_month - cost,
+                     "break_even_tokens_month": be.break_even_tokens,
+                     "utilization_needed": be.utilization_needed,
+                     "capacity_tokens_month": be.capacity_tokens,
+                     "pays": cost < api_month, "reference_model": hw.reference_model})
+    if plot_out:
+        _plot(plot_out, tokens, per_token, profiles, kwh, tokens_per_second, mode, model)
+    if fmt == "json":
+        sys.stdout.write(json.dumps({"tokens_per_month": tokens, "model": model,
+                                     "usd_per_1m_blended": per_token * 1e6,
+                                     "input_share": input_share, "usd_per_kwh": kwh,
+                                     "hours_per_month": HOURS_PER_MONTH, "rows": rows},
+                                    indent=2) + "\n")
+        return
+    console = Console()
+    console.print(f"{tokens:,.0f} tokens/month on [bold]{model}[/] at "
+                  f"${per_token * 1e6:.3f} per 1M (input share {input_share:.0%}): "
+                  f"[bold]${api_month:,.2f}[/] a month via the API.")
+    table = Table("hardware", "mode", "units", "self-hosted $/mo", "API $/mo", "saving $/mo",
+                  "break-even tokens/mo", "utilization needed")
+    for r in rows:
+        be = r["break_even_tokens_month"]
+        table.add_row(r["hardware"], r["mode"], str(r["units"]),
+                      f"{r['self_hosted_usd_month']:,.2f}", f"{r['api_usd_month']:,.2f}",
+                      f"{r['saving_usd_month']:,.2f}",
+                      "never (one unit)" if be is None else f"{be:,.0f}",
+                      "-" if r["utilization_needed"] is None
+                      else f"{r['utilization_needed']:.1%}",
+                      style="green" if r["pays"] else "red")
+    console.print(table)
+    for r in rows:
+        if not r["pays"]:
+            be = r["break_even_tokens_month"]
+            why = ("one unit never pays at this API price" if be is None else
+                   f"break-even is {be:,.0f} tokens/month")
+            console.print(f"[red]{r['hardware']}: your volume is below break-even; the API "
+                          f"is cheaper ({why}).[/]")
+    console.print("Throughputs are the profiles' reference models "
+                  "(see `hardware.yaml`); pass --tokens-per-second for your own.")
+
+
+def _plot(path: str, tokens: float, per_token: float, profiles: dict, kwh: float,
+          tps: float | None, mode: str, model: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lo, hi = 1e6, max(tokens * 100, 1e10)
+    xs = [lo * (hi / lo) ** (i / 200) for i in range(201)]
+    fig, ax = plt.subplots(figsize=(9, 5))
+    ax.plot(xs, [x * per_token for x in xs], color="black", lw=2, label=f"API ({model})")
+    for hw in profiles.values():
+        try:
+            ax.plot(xs, [monthly_self_hosted(hw, x, kwh, tps, mode)[0] for x in xs],
+                    label=hw.name)
+        except ValueError:
+            continue
+    ax.axvline(tokens, color="grey", ls="--", label="your volume")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("tokens per month")
+    ax.set_ylabel("USD per month")
+    ax.set_title("Monthly cost vs volume: API vs self-hosted")
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
