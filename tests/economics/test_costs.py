@@ -1,0 +1,84 @@
+"""The worked example in docs/economics.md, computed by the code and by the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from hybridgate.economics.costs import break_even, load_hardware, monthly_self_hosted
+
+P = (0.75 * 2.00 + 0.25 * 8.00) / 1e6  # gpt-4.1, 75% input
+
+
+def test_worked_example_rtx_4090():
+    hw = load_hardware()["rtx-4090"]
+    cost, units = monthly_self_hosted(hw, 100e6, 0.13)
+    assert units == 1
+    assert cost == pytest.approx(44.4167 + 3.6896, abs=1e-3)
+    be = break_even(hw, P, 0.13)
+    assert be.mode == "owned"
+    assert be.utilization_needed == pytest.approx(0.0028616, rel=1e-4)
+    assert be.break_even_tokens == pytest.approx(13.5367e6, rel=1e-4)
+    # at break-even the two costs are equal, by construction
+    at, _ = monthly_self_hosted(hw, be.break_even_tokens, 0.13)
+    assert at == pytest.approx(be.break_even_tokens * P, rel=1e-9)
+
+
+def test_worked_example_rented_cpu_box():
+    hw = load_hardware()["cpu-2core"]
+    be = break_even(hw, P, 0.13)
+    assert be.mode == "rented"
+    assert be.break_even_tokens == pytest.approx(27_594_000, rel=1e-6)
+    assert be.utilization_needed == pytest.approx(0.21429, rel=1e-4)
+
+
+def test_more_volume_than_one_unit_needs_more_units():
+    hw = load_hardware()["cpu-2core"]
+    cost, units = monthly_self_hosted(hw, 300e6, 0.13)
+    assert units == 3 and cost == pytest.approx(3 * 0.1323 * 730)
+
+
+def test_user_hardware_profile_and_never_pays():
+    extra = [{"name": "tiny", "description": "x", "purchase_usd": 10_000, "lifetime_years": 1,
+              "cloud_hourly_usd": None, "watts": 100, "idle_watts": 10,
+              "tokens_per_second": 1, "reference_model": "x"}]
+    hw = load_hardware(extra)["tiny"]
+    assert break_even(hw, P, 0.13).break_even_tokens is None
+
+
+def test_cli_json_and_below_break_even_message(tmp_path):
+    run = [sys.executable, "-m", "hybridgate.cli.main", "economics", "--tokens-per-month",
+           "100M", "--model", "gpt-4.1"]
+    r = subprocess.run([*run, "--format", "json"], capture_output=True, text=True, check=True)
+    doc = json.loads(r.stdout)
+    rows = {row["hardware"]: row for row in doc["rows"]}
+    assert rows["rtx-4090"]["api_usd_month"] == pytest.approx(350.0)
+    assert rows["rtx-4090"]["saving_usd_month"] == pytest.approx(301.89, abs=0.01)
+    assert rows["h100"]["pays"] is False
+    plot = tmp_path / "plot.png"
+    r = subprocess.run([*run, "--hardware", "h100", "--plot", str(plot)],
+                       capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    assert r.returncode == 0, r.stderr
+    assert "below break-even" in r.stdout and plot.stat().st_size > 10_000
+
+
+def test_from_ledger_uses_real_volume_and_split(tmp_path):
+    from tests.ledger.test_report import seed
+
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    seed(url)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"ledger: {{url: '{url}'}}\n")
+    r = subprocess.run([sys.executable, "-m", "hybridgate.cli.main", "economics",
+                        "--from-ledger", "--config", str(cfg), "--format", "json",
+                        "--hardware", "rtx-4090"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    # 30-day window: the "old" row (30 days ago) falls just outside it; successes only.
+    prompt, completion = 4 * 500 + 4 * 1000 + 10, 4 * 125 + 4 * 250 + 10
+    assert doc["input_share"] == pytest.approx(prompt / (prompt + completion))
+    assert doc["tokens_per_month"] > prompt + completion  # scaled up to a month
