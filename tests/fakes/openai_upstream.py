@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.server import FakeServer, write_events
+from tests.fakes.server import FakeServer, Fault, write_events
 
 
 def _words(text: str) -> int:
@@ -125,10 +125,13 @@ class FakeOpenAI(FakeServer):
         events.append(chunk({}, finish))
         if (body.get("stream_options") or {}).get("include_usage"):
             events.append(_frame({**base, "choices": [], "usage": usage}))
-        events.append(b"data: [DONE]\n\n")
+        return await self._stream(request, events, fault)
+
+    async def _stream(self, request: web.Request, events: list[bytes],
+                      fault: Fault) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await resp.prepare(request)
-        await write_events(resp, events, fault, self)
+        await write_events(resp, [*events, b"data: [DONE]\n\n"], fault, self)
         return resp
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
@@ -156,11 +159,7 @@ class FakeOpenAI(FakeServer):
                                                    "finish_reason": "stop"}]}))
         if (body.get("stream_options") or {}).get("include_usage"):
             events.append(_frame({**base, "choices": [], "usage": usage}))
-        events.append(b"data: [DONE]\n\n")
-        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
-        await resp.prepare(request)
-        await write_events(resp, events, fault, self)
-        return resp
+        return await self._stream(request, events, fault)
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
         body, denied = await self._begin(request)

@@ -95,17 +95,12 @@ class StreamOptions(Struct, omit_defaults=True):
     include_usage: bool | None = None
 
 
-class ChatRequest(Struct, kw_only=True, omit_defaults=True):
+class _Generation(Struct, kw_only=True, omit_defaults=True):
+    """Fields chat and text completions share."""
+
     model: str
-    messages: Annotated[list[Message], Meta(min_length=1)]
     stream: bool | None = None
     stream_options: StreamOptions | None = None
-    tools: list[Tool] | None = None
-    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
-    parallel_tool_calls: bool | None = None
-    response_format: ResponseFormat | None = None
-    max_tokens: PositiveInt | None = None
-    max_completion_tokens: PositiveInt | None = None
     temperature: Temperature | None = None
     top_p: TopP | None = None
     stop: str | list[str] | None = None
@@ -118,49 +113,37 @@ class ChatRequest(Struct, kw_only=True, omit_defaults=True):
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def stop_list(self) -> list[str]:
+        if self.stop is None:
+            return []
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+
+    @property
+    def wants_usage_chunk(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class ChatRequest(_Generation, kw_only=True, omit_defaults=True):
+    messages: Annotated[list[Message], Meta(min_length=1)]
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    max_tokens: PositiveInt | None = None
+    max_completion_tokens: PositiveInt | None = None
+
+    @property
     def token_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
 
-    @property
-    def stop_list(self) -> list[str]:
-        if self.stop is None:
-            return []
-        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
 
-    @property
-    def wants_usage_chunk(self) -> bool:
-        return bool(self.stream_options and self.stream_options.include_usage)
-
-
-class CompletionRequest(Struct, kw_only=True, omit_defaults=True):
-    model: str
+class CompletionRequest(_Generation, kw_only=True, omit_defaults=True):
     # str, list of str, token list, or list of token lists (msgspec allows one array type
     # per union, so items are a union; api/validate.py checks they are homogeneous).
     prompt: str | list[str | int | list[int]]
-    stream: bool | None = None
-    stream_options: StreamOptions | None = None
     max_tokens: Annotated[int, Meta(ge=0)] | None = None
-    temperature: Temperature | None = None
-    top_p: TopP | None = None
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    user: str | None = None
-    n: PositiveInt | None = None
     echo: bool | None = None
     suffix: str | None = None
-    presence_penalty: Penalty | None = None
-    frequency_penalty: Penalty | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def stop_list(self) -> list[str]:
-        if self.stop is None:
-            return []
-        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
-
-    @property
-    def wants_usage_chunk(self) -> bool:
-        return bool(self.stream_options and self.stream_options.include_usage)
 
 
 class EmbeddingRequest(Struct, kw_only=True, omit_defaults=True):
