@@ -10,6 +10,7 @@ from hybridgate.cli.chat_cmd import chat
 from hybridgate.cli.economics_cmd import economics
 from hybridgate.cli.models_cmd import models, pull_with_progress
 from hybridgate.cli.report_cmd import report
+from hybridgate.cli.router_cmd import router
 from hybridgate.config.settings import (
     Config,
     ConfigError,
@@ -76,6 +77,7 @@ cli.add_command(chat)
 cli.add_command(models)
 cli.add_command(report)
 cli.add_command(economics)
+cli.add_command(router)
 
 
 def main() -> None:

@@ -1,0 +1,106 @@
+"""Labelled routing data in RouteLLM's CSV format, and the fixed MMLU split.
+
+A CSV row is: prompt, the weak model's correctness, the strong model's correctness
+(extra columns ignored). A directory means every ``*.csv`` inside; the file name is the
+row's group (the MMLU subject).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+TRUE = {"true", "1", "yes", "1.0"}
+FALSE = {"false", "0", "no", "0.0"}
+
+csv.field_size_limit(sys.maxsize)
+
+
+class LabelsError(ValueError):
+    """A labels file is malformed; the message names the file and line."""
+
+
+@dataclass
+class Labels:
+    prompts: list[str]
+    weak: np.ndarray  # bool: the weak model answered correctly
+    strong: np.ndarray
+    groups: list[str]  # file stem, e.g. mmlu_anatomy
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def subset(self, idx: np.ndarray) -> Labels:
+        return Labels([self.prompts[i] for i in idx], self.weak[idx], self.strong[idx],
+                      [self.groups[i] for i in idx])
+
+
+def _bool(value: str, path: Path, line: int, column: str) -> bool:
+    v = value.strip().lower()
+    if v in TRUE:
+        return True
+    if v in FALSE:
+        return False
+    raise LabelsError(f"{path}:{line}: {column} must be true/false, got {value!r}")
+
+
+def read_csv(path: Path) -> Labels:
+    prompts, weak, strong = [], [], []
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None or len(header) < 3:
+            raise LabelsError(f"{path}:1: expected a header with at least 3 columns "
+                              "(prompt, weak model correct, strong model correct)")
+        for row in reader:
+            line = reader.line_num
+            if not row:
+                continue
+            if len(row) < 3:
+                raise LabelsError(f"{path}:{line}: expected 3 columns, got {len(row)}")
+            prompts.append(row[0])
+            weak.append(_bool(row[1], path, line, header[1] or "column 2"))
+            strong.append(_bool(row[2], path, line, header[2] or "column 3"))
+    return Labels(prompts, np.array(weak, bool), np.array(strong, bool),
+                  [path.stem] * len(prompts))
+
+
+def read_labels(paths: list[str | Path]) -> Labels:
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(p.glob("*.csv"))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise LabelsError(f"{p}: no such file or directory")
+    if not files:
+        raise LabelsError("no labels files found")
+    parts = [read_csv(f) for f in files]
+    return Labels([x for p in parts for x in p.prompts],
+                  np.concatenate([p.weak for p in parts]),
+                  np.concatenate([p.strong for p in parts]),
+                  [g for p in parts for g in p.groups])
+
+
+def drop_contaminated(labels: Labels, jsonl: Path) -> Labels:
+    """Drop prompts RouteLLM flagged as too close to its training data."""
+    bad = {json.loads(line)["eval_prompt"] for line in jsonl.read_text().splitlines()
+           if line.strip()}
+    keep = np.array([i for i, p in enumerate(labels.prompts) if p not in bad])
+    return labels.subset(keep)
+
+
+def split(labels: Labels, test_share: float = 0.5, seed: int = 0) -> tuple[Labels, Labels]:
+    """The fixed, documented split: by question, stratified by subject, seed 0."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(labels))
+    tr, te = train_test_split(idx, test_size=test_share, stratify=labels.groups,
+                              random_state=seed)
+    return labels.subset(np.sort(tr)), labels.subset(np.sort(te))
