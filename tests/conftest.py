@@ -106,6 +106,8 @@ server: {{max_body_bytes: 1048576}}
 ledger: {{url: "{ledger_url}"}}
 prices:
   - {{id: gpt-fake, input: 1.0, cached_input: 0.5, output: 2.0}}
+routes:
+  - {{name: smart, weak: {LOCAL}, strong: gpt-fake, threshold: 0.0}}
 models:
   - {{name: {LOCAL}, provider: local, model: {LOCAL}, n_ctx: 2048, n_threads: 2}}
   - {{name: all-MiniLM-L6-v2, provider: sentence_transformers}}

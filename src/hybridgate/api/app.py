@@ -74,6 +74,7 @@ def create_app(config: Config, models: Models | None = None) -> Starlette:
         Route("/v1/chat/completions", _guard(api.chat_completions), methods=["POST"]),
         Route("/v1/completions", _guard(api.completions), methods=["POST"]),
         Route("/v1/embeddings", _guard(api.embeddings), methods=["POST"]),
+        Route("/v1/feedback", _guard(api.feedback), methods=["POST"]),
         Route("/v1/models", _guard(api.list_models), methods=["GET"]),
         Route("/v1/models/{model:path}", _guard(api.get_model), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),

@@ -15,11 +15,12 @@ from starlette.responses import Response
 from hybridgate.api.body import decode, read_body
 from hybridgate.api.sse import open_stream, sse_response
 from hybridgate.api.validate import check_chat, check_completion, check_embedding
-from hybridgate.core.errors import GatewayError, ModelNotFound
+from hybridgate.core.errors import GatewayError, InvalidRequest, ModelNotFound, NotFound
 from hybridgate.core.types import (
     ChatRequest,
     CompletionRequest,
     EmbeddingRequest,
+    Feedback,
     ModelCard,
     ModelList,
     encode,
@@ -61,10 +62,12 @@ class OpenAIRoutes:
 
     async def _serve(self, t: Tracker, provider: Provider, stream: bool, include_usage: bool,
                      call: Callable[[], Awaitable[Any]],
-                     call_stream: Callable[[], AsyncIterator[Any]]) -> Response:
+                     call_stream: Callable[[], AsyncIterator[Any]],
+                     extra_headers: dict[str, str] | None = None) -> Response:
         """The shared tail of every generating endpoint: call, price, commit, encode."""
         t.served_by(provider.name, provider.kind)
-        headers = {"x-hybridgate-model": provider.name, "x-request-id": t.id}
+        headers = {"x-hybridgate-model": provider.name, "x-request-id": t.id,
+                   **(extra_headers or {})}
         if stream:
             first, rest = await open_stream(call_stream())
             return sse_response(first, rest, include_usage, t,
@@ -98,10 +101,19 @@ class OpenAIRoutes:
         async def work() -> Response:
             check_chat(req)
             self.recorder.check()
-            provider = self.models.pick_chat(req)
+            sensitive = request.headers.get("x-hybridgate-residency", "").lower() == "local"
+            provider, decision, text = self.models.pick_chat(req, sensitive)
+            extra: dict[str, str] = {}
+            if decision is not None:
+                t.route_score = decision.score
+                t.route_decision = f"{decision.member}:{decision.reason}"
+                group = self.models.groups[req.model].group
+                if group.keep_text and not decision.reason.startswith("residency"):
+                    t.route_text = text[:4000]
+                extra["x-hybridgate-route"] = decision.header()
             return await self._serve(t, provider, bool(req.stream), req.wants_usage_chunk,
                                      lambda: provider.chat(req),
-                                     lambda: provider.chat_stream(req))
+                                     lambda: provider.chat_stream(req), extra)
         return await self._guarded(t, work)
 
     async def completions(self, request: Request) -> Response:
@@ -134,17 +146,32 @@ class OpenAIRoutes:
                                      never)
         return await self._guarded(t, work)
 
+    async def feedback(self, request: Request) -> Response:
+        """POST /v1/feedback {request_id, score?, preferred_route?}: stored with the row."""
+        fb = decode(await read_body(request, self.limit), Feedback)
+        if fb.score is None and fb.preferred_route is None:
+            raise InvalidRequest("give a score, a preferred_route, or both", param="score")
+        if self.recorder.ledger is None:
+            raise InvalidRequest("the ledger is off, so feedback cannot be stored",
+                                 code="ledger_disabled")
+        if not await self.recorder.ledger.feedback(fb.request_id, fb.score,
+                                                   fb.preferred_route):
+            raise NotFound(f"no request with id '{fb.request_id}'", param="request_id")
+        return _json(b'{"ok":true}')
+
     async def list_models(self, request: Request) -> Response:
         cards = [ModelCard(id=p.name, created=_STARTED, owned_by=p.owned_by)
                  for p in self.models.providers.values()]
-        if self.models.default is not None:
+        cards += [ModelCard(id=g, created=_STARTED, owned_by="hybridgate")
+                  for g in self.models.groups if g != AUTO]
+        if self.models.default is not None or AUTO in self.models.groups:
             cards.append(ModelCard(id=AUTO, created=_STARTED, owned_by="hybridgate"))
         return _json(encode(ModelList(data=cards)))
 
     async def get_model(self, request: Request) -> Response:
         name = request.path_params["model"]
-        if name == AUTO and self.models.default is not None:
-            return _json(encode(ModelCard(id=AUTO, created=_STARTED, owned_by="hybridgate")))
+        if name in self.models.groups or (name == AUTO and self.models.default is not None):
+            return _json(encode(ModelCard(id=name, created=_STARTED, owned_by="hybridgate")))
         p = self.models.providers.get(name)
         if p is None:
             raise ModelNotFound(f"the model '{name}' does not exist", param="model")

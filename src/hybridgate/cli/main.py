@@ -68,7 +68,12 @@ def serve(config_path: str | None, host: str | None, port: int | None,
                               log_format=log_format or server.log_format)  # type: ignore[arg-type]
     configure_logging(cfg.server.log_format)
     _ensure_pulled(cfg, pull)
-    app = create_app(cfg)
+    from hybridgate.routing.router import RouterFileError
+
+    try:
+        app = create_app(cfg)
+    except (RouterFileError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
     uvicorn.run(app, host=cfg.server.host, port=cfg.server.port, loop="uvloop",
                 http="httptools", access_log=False, log_config=None, lifespan="on")
 

@@ -101,6 +101,26 @@ class PriceOverride(Struct, kw_only=True, forbid_unknown_fields=True):
     source: str = "user config"
 
 
+class RouteGroup(Struct, kw_only=True, forbid_unknown_fields=True):
+    """A routed model name: each request goes to ``weak`` or ``strong`` by the router's score.
+
+    ``strong_share`` sets the threshold from the router's calibration (the share of
+    requests that would go strong); ``threshold`` sets it directly.
+    """
+
+    name: str
+    weak: str
+    strong: str
+    strong_share: Annotated[float, Meta(ge=0, le=1)] = 0.2
+    threshold: float | None = None
+    router: str | None = None  # a router .npz; default: the one shipped in the package
+    # A missing or corrupt router file: "fail" refuses to start; "default" sends every
+    # request of this group to `default` and says so in x-hybridgate-route.
+    on_router_error: Literal["fail", "default"] = "fail"
+    default: Literal["weak", "strong"] = "weak"
+    keep_text: bool = True  # keep the scored text in the ledger, for retraining
+
+
 class LedgerConfig(Struct, kw_only=True, forbid_unknown_fields=True):
     enabled: bool = True
     # sqlite:///path/to/ledger.db (default: $HYBRIDGATE_HOME/ledger.db) or postgresql://...
@@ -125,6 +145,7 @@ class Config(Struct, kw_only=True, forbid_unknown_fields=True):
     default_model: str | None = None
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
     prices: list[PriceOverride] = field(default_factory=list)
+    routes: list[RouteGroup] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         names = [m.name for m in self.models]
@@ -135,6 +156,15 @@ class Config(Struct, kw_only=True, forbid_unknown_fields=True):
             raise ValueError("'auto' is reserved for the router; pick another model name")
         if self.default_model is not None and self.default_model not in names:
             raise ValueError(f"default_model {self.default_model!r} is not in models")
+        for g in self.routes:
+            if g.name in names:
+                raise ValueError(f"route group {g.name!r} has the name of a model")
+            for member in (g.weak, g.strong):
+                if member not in names:
+                    raise ValueError(f"route group {g.name!r}: {member!r} is not in models")
+        groups = [g.name for g in self.routes]
+        if len(set(groups)) != len(groups):
+            raise ValueError("duplicate route group names")
 
 
 def default_config(local_model: str = DEFAULT_LOCAL_MODEL, embeddings: bool = True) -> Config:
@@ -192,5 +222,5 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
     if not cfg.models:
         base = default_config()
         cfg = Config(server=cfg.server, models=base.models, default_model=cfg.default_model,
-                     ledger=cfg.ledger, prices=cfg.prices)
+                     ledger=cfg.ledger, prices=cfg.prices, routes=cfg.routes)
     return cfg

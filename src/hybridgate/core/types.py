@@ -155,6 +155,14 @@ class EmbeddingRequest(Struct, kw_only=True, omit_defaults=True):
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class Feedback(Struct, kw_only=True):
+    """POST /v1/feedback: how good an answer was, or which route should have served it."""
+
+    request_id: Annotated[str, Meta(min_length=1)]
+    score: Annotated[float, Meta(ge=0, le=1)] | None = None
+    preferred_route: Annotated[str, Meta(min_length=1)] | None = None
+
+
 # --------------------------------------------------------------------------- responses
 
 

@@ -7,7 +7,7 @@ from msgspec import Struct
 COLUMNS = ("id", "ts", "key_id", "user_id", "requested_model", "route", "provider", "endpoint",
            "stream", "attempt", "prompt_tokens", "cached_tokens", "completion_tokens",
            "tokens_source", "latency_ms", "ttft_ms", "cost_usd", "baseline_cost_usd",
-           "energy_j", "status", "error", "route_score", "route_decision")
+           "energy_j", "status", "error", "route_score", "route_decision", "route_text")
 
 
 class Record(Struct, kw_only=True, array_like=False):
@@ -34,6 +34,7 @@ class Record(Struct, kw_only=True, array_like=False):
     error: str | None = None
     route_score: float | None = None
     route_decision: str | None = None
+    route_text: str | None = None  # what the router scored, kept for retraining
 
     def row(self) -> tuple:
         return tuple(getattr(self, c) for c in COLUMNS)

@@ -105,7 +105,8 @@ class Tracker:
     """Everything known about one request, gathered as it goes."""
 
     __slots__ = ("recorder", "id", "ts", "t0", "endpoint", "requested_model", "stream", "user",
-                 "route", "provider", "usage", "ttft", "costs", "tokens_source", "done")
+                 "route", "provider", "usage", "ttft", "costs", "tokens_source", "done",
+                 "route_score", "route_decision", "route_text")
 
     def __init__(self, recorder: Recorder, endpoint: str, requested_model: str, stream: bool,
                  user: str | None) -> None:
@@ -124,6 +125,9 @@ class Tracker:
         self.ttft: float | None = None
         self.costs: Costs | None = None
         self.done = False
+        self.route_score: float | None = None
+        self.route_decision: str | None = None
+        self.route_text: str | None = None
 
     def served_by(self, route: str, provider: str) -> None:
         self.route, self.provider = route, provider
@@ -156,7 +160,8 @@ class Tracker:
             ttft_ms=self.ttft * 1000 if self.ttft is not None else None,
             cost_usd=costs.cost_usd if self.costs else (0.0 if status >= 400 else None),
             baseline_cost_usd=costs.baseline_cost_usd, energy_j=costs.energy_j,
-            error=error)
+            error=error, route_score=self.route_score, route_decision=self.route_decision,
+            route_text=self.route_text)
 
     async def commit(self, status: int, error: str | None = None) -> None:
         """Commit the record; raises LedgerUnavailable for a success that cannot be kept."""

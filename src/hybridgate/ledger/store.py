@@ -50,6 +50,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE requests ADD COLUMN feedback_score DOUBLE PRECISION;
     ALTER TABLE requests ADD COLUMN preferred_route TEXT;
     """,
+    # 3: the text the router scored (auto-routed requests only, for retraining)
+    """
+    ALTER TABLE requests ADD COLUMN route_text TEXT;
+    """,
 ]
 
 

@@ -102,6 +102,14 @@ class Ledger:
         self._queue.put((rec, loop, fut))
         await fut
 
+    async def feedback(self, request_id: str, score: float | None,
+                       preferred_route: str | None) -> bool:
+        """Attach feedback to a request's row; False when there is no such request."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bool] = loop.create_future()
+        self._queue.put(_Feedback(request_id, score, preferred_route, loop, fut))
+        return await fut
+
     def record_nowait(self, rec: Record) -> None:
         """For paths that cannot wait (a client that already left): best effort."""
         self._queue.put((rec, None, None))
@@ -118,8 +126,12 @@ class Ledger:
                 continue
             if first is _STOP:
                 return
+            if isinstance(first, _Feedback):
+                self._apply_feedback(first)
+                continue
             batch = [first]
             stop = False
+            later: list[_Feedback] = []
             while len(batch) < self.max_batch:
                 try:
                     item = self._queue.get_nowait()
@@ -128,10 +140,29 @@ class Ledger:
                 if item is _STOP:
                     stop = True
                     break
+                if isinstance(item, _Feedback):
+                    later.append(item)  # after this batch: its row may be in the batch
+                    continue
                 batch.append(item)
             self._commit(batch)  # type: ignore[arg-type]
+            for fb in later:
+                self._apply_feedback(fb)
             if stop:
                 return
+
+    def _apply_feedback(self, fb: _Feedback) -> None:
+        try:
+            if not self.healthy and not self._connect():
+                raise RuntimeError(self.last_error or "ledger unavailable")
+            n = self.store.execute(
+                "UPDATE requests SET feedback_score = COALESCE(?, feedback_score), "
+                "preferred_route = COALESCE(?, preferred_route) WHERE id = ?",
+                (fb.score, fb.preferred_route, fb.request_id))
+            fb.loop.call_soon_threadsafe(_resolve_value, fb.fut, n > 0)
+        except Exception as e:
+            self._fail(e)
+            fb.loop.call_soon_threadsafe(_resolve, fb.fut, LedgerUnavailable(
+                f"feedback could not be stored: {self.last_error}"))
 
     def _commit(self, batch: list[tuple[Record, asyncio.AbstractEventLoop | None,
                                         asyncio.Future[None] | None]]) -> None:
@@ -197,7 +228,24 @@ class Ledger:
         log.info("replayed %d spilled ledger records", len(rows))
 
 
-def _resolve(fut: asyncio.Future[None], error: Exception | None) -> None:
+class _Feedback:
+    __slots__ = ("request_id", "score", "preferred_route", "loop", "fut")
+
+    def __init__(self, request_id: str, score: float | None, preferred_route: str | None,
+                 loop: asyncio.AbstractEventLoop, fut: asyncio.Future[bool]) -> None:
+        self.request_id = request_id
+        self.score = score
+        self.preferred_route = preferred_route
+        self.loop = loop
+        self.fut = fut
+
+
+def _resolve_value(fut: asyncio.Future[bool], value: bool) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+def _resolve(fut: asyncio.Future, error: Exception | None) -> None:
     if fut.done():
         return
     if error is None:

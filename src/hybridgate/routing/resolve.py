@@ -1,8 +1,9 @@
 """The table of configured models and the choice of one per request.
 
-``model: "auto"`` is the router's seam: today it means the default model (the first
-local chat model unless ``default_model`` says otherwise); the learned router will
-replace ``pick_auto`` and return an ordered list of candidates.
+A request names a model (pinned: that model), a route group from ``routes:`` (the
+policies and the learned router pick its weak or strong member), or ``auto`` without
+such a group (the default model: the first local chat model unless ``default_model``
+says otherwise).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from hybridgate.config.settings import (
 from hybridgate.core.errors import GatewayError, ModelNotFound, UpstreamUnavailable
 from hybridgate.core.types import ChatRequest
 from hybridgate.providers.base import Provider
+from hybridgate.routing.policy import Decision, RoutedGroup
 
 log = logging.getLogger("hybridgate.models")
 
@@ -49,6 +51,10 @@ class Models:
     """Every configured provider, by name, and their lifecycle."""
 
     def __init__(self, config: Config) -> None:
+        entries = {m.name: m for m in config.models}
+        # Route groups load their router file now: a broken file fails start-up, loudly.
+        self.groups: dict[str, RoutedGroup] = {
+            g.name: RoutedGroup(g, entries[g.weak], entries[g.strong]) for g in config.routes}
         self.providers: dict[str, Provider] = {m.name: build_provider(m) for m in config.models}
         self.default = config.default_model or self._first_chat_model(config)
         self.load_errors: dict[str, str] = {}
@@ -97,6 +103,8 @@ class Models:
         return all(p.ready for p in self.providers.values() if p.name not in self.load_errors)
 
     def get(self, name: str) -> Provider:
+        if name in self.groups:  # only chat is routed; other endpoints use the weak member
+            name = self.groups[name].group.weak
         if name == AUTO:
             if self.default is None:
                 raise ModelNotFound("no chat model is configured for 'auto'", param="model")
@@ -111,6 +119,11 @@ class Models:
                 f"model '{name}' is still loading; retry shortly")
         return p
 
-    def pick_chat(self, req: ChatRequest) -> Provider:
-        """The router's seam: one provider per chat request."""
-        return self.get(req.model)
+    def pick_chat(self, req: ChatRequest, sensitive: bool = False
+                  ) -> tuple[Provider, Decision | None, str]:
+        """One provider per chat request: (provider, routing decision, scored text)."""
+        group = self.groups.get(req.model)
+        if group is None:
+            return self.get(req.model), None, ""
+        decision, text = group.decide(req, sensitive)
+        return self.get(group.member(decision)), decision, text

@@ -1,0 +1,139 @@
+"""Route groups: policies first, then the learned router's score.
+
+In order, for a request to a route group (e.g. ``auto`` = {weak: local, strong: gpt-4.1}):
+
+1. residency: a request tagged sensitive (``x-hybridgate-residency: local``) or in which
+   personal data is detected (email, card number, IBAN, US SSN) stays on the group's
+   local member; with no local member it is refused (403) rather than sent out;
+2. images or audio: the strong member (the local model reads text only);
+3. context: a prompt that cannot fit the weak local model's context goes strong;
+4. nothing to score (no text): the weak member;
+5. otherwise the router's score against the group's threshold.
+
+Pinned models need no policy: a request naming a model gets that model.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+from hybridgate.config.settings import LocalModel, RouteGroup
+from hybridgate.core.errors import GatewayError
+from hybridgate.core.types import ChatRequest
+from hybridgate.routing.router import Router, RouterFileError
+
+log = logging.getLogger("hybridgate.routing")
+
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
+_SSN = re.compile(r"\b\d{3}-\d{2}-\d{4}\b")
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){3,7}\b")
+_CARD = re.compile(r"\b(?:\d[ -]?){13,19}\b")
+CHARS_PER_TOKEN = 3.5  # a cautious estimate; the local provider counts exactly later
+
+
+class ResidencyViolation(GatewayError):
+    status = 403
+    type = "permission_error"
+    code = "residency_violation"
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        n = int(d) * (2 if i % 2 else 1)
+        total += n - 9 if n > 9 else n
+    return total % 10 == 0
+
+
+def looks_sensitive(text: str) -> str | None:
+    """The kind of personal data found, or None. Deliberately simple: the PII guard
+    (another issue) does the full job; this keeps obvious cases from leaving."""
+    if _EMAIL.search(text):
+        return "email"
+    if _SSN.search(text):
+        return "ssn"
+    if _IBAN.search(text):
+        return "iban"
+    for m in _CARD.finditer(text):
+        digits = re.sub(r"\D", "", m.group())
+        if 13 <= len(digits) <= 19 and _luhn(digits):
+            return "card"
+    return None
+
+
+@dataclass(frozen=True)
+class Decision:
+    member: str  # "weak" | "strong"
+    reason: str  # "score" | "residency:<kind>" | "images" | "context" | "empty" | "default"
+    score: float | None = None
+    threshold: float | None = None
+
+    def header(self) -> str:
+        out = f"{self.member}; reason={self.reason}"
+        if self.score is not None and self.threshold is not None:
+            out += f"; score={self.score:.4f}; threshold={self.threshold:.4f}"
+        return out
+
+
+class RoutedGroup:
+    def __init__(self, group: RouteGroup, weak_cfg: object, strong_cfg: object) -> None:
+        self.group = group
+        self.weak_local = isinstance(weak_cfg, LocalModel)
+        self.strong_local = isinstance(strong_cfg, LocalModel)
+        self.weak_ctx = weak_cfg.n_ctx if isinstance(weak_cfg, LocalModel) else None
+        self.router: Router | None = None
+        self.threshold = group.threshold
+        try:
+            self.router = Router.load(group.router)
+        except RouterFileError as e:
+            if group.on_router_error == "fail":
+                raise
+            log.error("route group %s: %s; every request goes %s", group.name, e,
+                      group.default)
+        if self.router is not None and self.threshold is None:
+            self.threshold = self.router.threshold_for_share(group.strong_share)
+
+    def decide(self, req: ChatRequest, sensitive: bool) -> tuple[Decision, str]:
+        """Returns (decision, the text that was scored or inspected)."""
+        text, has_media = _request_text(req)
+        kind = "tagged" if sensitive else looks_sensitive(text)
+        if kind:
+            if self.weak_local:
+                return Decision("weak", f"residency:{kind}"), text
+            if self.strong_local:
+                return Decision("strong", f"residency:{kind}"), text
+            raise ResidencyViolation(
+                f"the request carries personal data ({kind}) and route '{self.group.name}' "
+                "has no local model to keep it on-premises")
+        if has_media:
+            return Decision("strong", "images"), text
+        if self.weak_ctx is not None:
+            need = len(_all_text(req)) / CHARS_PER_TOKEN + (req.token_limit or 0)
+            if need > self.weak_ctx:
+                return Decision("strong", "context"), text
+        if not text.strip():
+            return Decision("weak", "empty"), text
+        if self.router is None or self.threshold is None:
+            return Decision(self.group.default, "default"), text
+        score = self.router.score(text)
+        member = "strong" if score > self.threshold else "weak"
+        return Decision(member, "score", score, self.threshold), text
+
+    def member(self, decision: Decision) -> str:
+        return self.group.weak if decision.member == "weak" else self.group.strong
+
+
+def _request_text(req: ChatRequest) -> tuple[str, bool]:
+    """The last user message's text (what RouteLLM scores), and whether media is attached."""
+    has_media = any(isinstance(m.content, list) and any(p.type != "text" for p in m.content)
+                    for m in req.messages)
+    for m in reversed(req.messages):
+        if m.role == "user":
+            return m.text(), has_media
+    return "", has_media
+
+
+def _all_text(req: ChatRequest) -> str:
+    return "".join(m.text() for m in req.messages)

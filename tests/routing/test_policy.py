@@ -1,0 +1,58 @@
+import msgspec
+import pytest
+
+from hybridgate.config.settings import LocalModel, OpenAIModel, RouteGroup
+from hybridgate.core.types import ChatRequest
+from hybridgate.routing.policy import ResidencyViolation, RoutedGroup, looks_sensitive
+
+LOCAL = LocalModel(name="local", n_ctx=1024)
+REMOTE = OpenAIModel(name="gpt", base_url="http://x")
+
+
+def req(content, **kw):
+    return msgspec.convert({"model": "auto", "messages": [{"role": "user", "content": content}],
+                            **kw}, ChatRequest)
+
+
+def group(**kw):
+    return RoutedGroup(RouteGroup(name="auto", weak="local", strong="gpt", **kw), LOCAL, REMOTE)
+
+
+@pytest.mark.parametrize(("text", "kind"), [
+    ("mail me at jane.doe@example.com", "email"), ("card 4111 1111 1111 1111 ok", "card"),
+    ("ssn 078-05-1120", "ssn"), ("IBAN DE89 3704 0044 0532 0130 00", "iban"),
+    ("order 1234 5678 9012 3456 (not a valid card)", None), ("what is 2+2?", None)])
+def test_sensitive_detection(text, kind):
+    assert looks_sensitive(text) == kind
+
+
+def test_policies_in_order():
+    g = group(threshold=-100.0)  # the score alone would send everything strong
+    assert g.decide(req("email bob@corp.io the answer"), False)[0].reason == "residency:email"
+    assert g.decide(req("hello"), True)[0].member == "weak"  # tagged sensitive
+    img = [{"type": "text", "text": "what is this"},
+           {"type": "image_url", "image_url": {"url": "http://x/y.png"}}]
+    assert g.decide(req(img), False)[0].reason == "images"
+    assert g.decide(req("word " * 2000), False)[0].reason == "context"
+    assert g.decide(req(""), False)[0].reason == "empty"
+    d = g.decide(req("Explain quantum chromodynamics."), False)[0]
+    assert d.member == "strong" and d.reason == "score" and d.score is not None
+
+
+def test_no_local_member_refuses_sensitive():
+    g = RoutedGroup(RouteGroup(name="auto", weak="gpt", strong="gpt2"), REMOTE, REMOTE)
+    with pytest.raises(ResidencyViolation):
+        g.decide(req("my card is 4111111111111111"), False)
+
+
+def test_router_file_errors(tmp_path):
+    from hybridgate.routing.router import RouterFileError
+    with pytest.raises(RouterFileError):
+        group(router=str(tmp_path / "missing.npz"))
+    g = group(router=str(tmp_path / "missing.npz"), on_router_error="default",
+              default="strong")
+    assert g.decide(req("hi there"), False)[0] .reason == "default"
+
+
+def test_strong_share_threshold_is_calibrated():
+    assert group(strong_share=0.1).threshold > group(strong_share=0.5).threshold
