@@ -53,9 +53,11 @@ def router() -> None:
               help="Add the gateway's own traffic with feedback (POST /v1/feedback).")
 @click.option("--feedback-weight", type=float, default=5.0, show_default=True)
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--ledger", "ledger", default=None, help="Ledger URL (default: from the config).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False))
 def train_cmd(paths: tuple[str, ...], which: str, exclude: str | None, from_ledger: bool,
-              feedback_weight: float, config_path: str | None, out: str) -> None:
+              feedback_weight: float, config_path: str | None, ledger: str | None,
+              out: str) -> None:
     """Fit a router and write it to OUT (.npz)."""
     if not paths and not from_ledger:
         raise click.UsageError("give --labels and/or --from-ledger")
@@ -69,7 +71,7 @@ def train_cmd(paths: tuple[str, ...], which: str, exclude: str | None, from_ledg
         from hybridgate.cli.report_cmd import ledger_url, open_store
         from hybridgate.routing.feedback import feedback_labels
 
-        store = open_store(ledger_url(config_path, None))
+        store = open_store(ledger_url(config_path, ledger))
         try:
             fb = feedback_labels(store)
         finally:
