@@ -51,7 +51,8 @@ async def _local(config_path: str | None, req: ChatRequest) -> None:
         await models.wait_loaded()
         if models.load_errors:
             raise click.ClickException("; ".join(models.load_errors.values()))
-        async for chunk in models.pick_chat(req).chat_stream(req):
+        provider, _, _ = models.pick_chat(req)
+        async for chunk in provider.chat_stream(req):
             for c in chunk.choices:
                 if c.delta.content:
                     _out(c.delta.content)
