@@ -17,12 +17,13 @@ import numpy as np
 from scipy.sparse import csr_matrix
 
 _WORD = re.compile(r"(?u)\b\w\w+\b")
-_SYMBOLS = set("=+^/*<>()[]{}|\\$%")
+_DIGIT = re.compile(r"\d")
+_SYMBOL = re.compile(r"[=+^/*<>()\[\]{}|\\$%]")
 
 
 def terms(text: str) -> list[str]:
     words = _WORD.findall(text.lower())
-    return words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]
+    return words + list(map(" ".join, zip(words, words[1:], strict=False)))
 
 
 def build_vocab(texts: list[str], max_features: int, min_df: int = 2
@@ -39,16 +40,23 @@ def build_vocab(texts: list[str], max_features: int, min_df: int = 2
     return vocab, idf
 
 
+def tfidf_one(text: str, vocab: dict[str, int], idf: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """One text's sparse tf-idf row as (column indices, L2-normalised weights)."""
+    get = vocab.get
+    counts = Counter([i for i in map(get, terms(text)) if i is not None])
+    if not counts:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+    tf = 1 + np.log(np.fromiter(counts.values(), dtype=np.float32, count=len(counts)))
+    w = tf * idf[idx]
+    return idx, w / np.linalg.norm(w)
+
+
 def tfidf(texts: list[str], vocab: dict[str, int], idf: np.ndarray) -> csr_matrix:
     rows, cols, vals = [], [], []
     for r, text in enumerate(texts):
-        counts = Counter(i for i in (vocab.get(t) for t in terms(text)) if i is not None)
-        if not counts:
-            continue
-        idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
-        tf = 1 + np.log(np.fromiter(counts.values(), dtype=np.float32, count=len(counts)))
-        w = tf * idf[idx]
-        w /= np.linalg.norm(w)
+        idx, w = tfidf_one(text, vocab, idf)
         rows.extend([r] * len(idx))
         cols.extend(idx.tolist())
         vals.extend(w.tolist())
@@ -58,16 +66,14 @@ def tfidf(texts: list[str], vocab: dict[str, int], idf: np.ndarray) -> csr_matri
 N_STRUCT = 8
 
 
+def _structure(p: str) -> list[float]:
+    words = p.split()
+    n = max(1, len(p))
+    return [math.log1p(len(p)), math.log1p(len(words)), len(_DIGIT.findall(p)) / n,
+            math.log1p(len(_SYMBOL.findall(p))), math.log1p(p.count("\n")),
+            float("Statement 1" in p or "statement 1" in p),
+            math.log1p(len(p.rsplit("\nA.", 1)[0])), sum(map(len, words)) / max(1, len(words))]
+
+
 def structure(texts: list[str]) -> np.ndarray:
-    out = np.zeros((len(texts), N_STRUCT), dtype=np.float32)
-    for i, p in enumerate(texts):
-        words = p.split()
-        n = max(1, len(p))
-        question = p.rsplit("\nA.", 1)[0]
-        out[i] = (math.log1p(len(p)), math.log1p(len(words)),
-                  sum(c.isdigit() for c in p) / n,
-                  math.log1p(sum(c in _SYMBOLS for c in p)), math.log1p(p.count("\n")),
-                  float("Statement 1" in p or "statement 1" in p),
-                  math.log1p(len(question)),
-                  sum(len(w) for w in words) / max(1, len(words)))
-    return out
+    return np.array([_structure(p) for p in texts], dtype=np.float32).reshape(-1, N_STRUCT)

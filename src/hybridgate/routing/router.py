@@ -66,7 +66,16 @@ class Router:
         return 0.5 * (gain - self.z[0]) / self.z[1] + 0.5 * (topic - self.z[2]) / self.z[3]
 
     def score(self, text: str) -> float:
-        return float(self.score_many([text])[0])
+        """One request, the serving path: plain numpy on the few non-zero columns
+        (building a scipy matrix for one row costs more than the maths)."""
+        idx, w = features.tfidf_one(text, self.vocab, self.idf)
+        s = (features.structure([text])[0] - self.struct_mean) / self.struct_std
+        n = len(self.vocab)
+        z_strong = w @ self.w_strong[idx] + s @ self.w_strong[n:-1] + self.w_strong[-1]
+        z_weak = w @ self.w_weak[idx] + s @ self.w_weak[n:-1] + self.w_weak[-1]
+        gain = 1 / (1 + np.exp(-z_strong)) - 1 / (1 + np.exp(-z_weak))
+        topic = w @ self.w_topic[idx] + self.w_topic[-1]
+        return float(0.5 * (gain - self.z[0]) / self.z[1] + 0.5 * (topic - self.z[2]) / self.z[3])
 
     def threshold_for_share(self, strong_share: float) -> float:
         """Scores above this go strong: ``strong_share`` of the calibration set did."""
