@@ -4,7 +4,6 @@ price and record the result, encode the answer."""
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -16,6 +15,7 @@ from hybridgate.api.body import decode, read_body
 from hybridgate.api.sse import open_stream, sse_response
 from hybridgate.api.validate import check_chat, check_completion, check_embedding
 from hybridgate.core.errors import GatewayError, InvalidRequest, ModelNotFound, NotFound
+from hybridgate.core.logs import access_log
 from hybridgate.core.types import (
     ChatRequest,
     CompletionRequest,
@@ -28,8 +28,6 @@ from hybridgate.core.types import (
 from hybridgate.ledger.recorder import Recorder, Tracker
 from hybridgate.providers.base import Provider
 from hybridgate.routing.resolve import AUTO, Models
-
-log = logging.getLogger("hybridgate.request")
 
 _STARTED = int(time.time())
 
@@ -49,16 +47,11 @@ class OpenAIRoutes:
         self.limit = max_body_bytes
 
     def _log(self, t: Tracker, status: Any, usage: Any = None) -> None:
-        if not log.isEnabledFor(logging.INFO):
-            return
-        tokens = ""
-        if usage:  # None, or UNSET when an upstream sent no usage
-            tokens = f" prompt_tokens={usage.prompt_tokens}"
-            if hasattr(usage, "completion_tokens"):
-                tokens += f" completion_tokens={usage.completion_tokens}"
-        log.info("%s id=%s model=%s served=%s status=%s ms=%.1f%s", t.endpoint, t.id,
-                 t.requested_model, t.route, status, (time.perf_counter() - t.t0) * 1000,
-                 tokens)
+        prompt = getattr(usage, "prompt_tokens", None) if usage else None
+        completion = getattr(usage, "completion_tokens", None) if usage else None
+        access_log.add("%s id=%s model=%s served=%s status=%s ms=%.1f prompt_tokens=%s "
+                       "completion_tokens=%s", t.endpoint, t.id, t.requested_model, t.route,
+                       status, (time.perf_counter() - t.t0) * 1000, prompt, completion)
 
     async def _serve(self, t: Tracker, provider: Provider, stream: bool, include_usage: bool,
                      call: Callable[[], Awaitable[Any]],
