@@ -1,0 +1,198 @@
+"""hybridgate side by side with the LiteLLM proxy and the aiohttp passthrough floor.
+
+One run, same box, same fast fake upstream (bench/fake_upstream.py, loaded directly
+first to show it is never the bottleneck), targets alternating within each round:
+
+    direct        the fake upstream itself
+    passthrough   bench/passthrough.py: Starlette + one aiohttp session (the floor)
+    hg-bare       hybridgate: fixed remote model, ledger off, no key
+    hg-full       hybridgate: `auto` route group (policies + learned router over two
+                  models on the fake upstream), SQLite ledger on (commit before reply)
+    litellm       LiteLLM proxy 1.110.2, 1 worker, master key, no database, logging off
+                  (bench/setup_litellm.sh installs it in bench/.venv-litellm)
+
+wrk (one thread, its own process) at 1, 10, 100 and 500 connections, non-streaming and
+streaming; medians of the rounds. Added latency = target minus direct. RSS of each
+target before and after. Time to first token at one in flight from a small client.
+
+    python bench/gateway_vs_litellm.py [--seconds 3] [--rounds 2] [--no-litellm]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from overhead import HERE, free_port, run_wrk, wait_http
+
+MASTER_KEY = "sk-bench-master"
+PROMPT = "Hello there! What is the capital of France and why is it famous?"
+
+
+def script(model: str, stream: bool, tmp: Path) -> str:
+    body = {"model": model, "messages": [{"role": "user", "content": PROMPT}]}
+    if stream:
+        body["stream"] = True
+    path = tmp / f"{model}-{int(stream)}.lua"
+    path.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                    f'wrk.headers["Authorization"] = "Bearer {MASTER_KEY}"\n'
+                    f"wrk.body = {json.dumps(json.dumps(body))}\n")
+    return str(path)
+
+
+def rss_mb(pid: int) -> float:
+    """RSS of a process and its children, in MB."""
+    total = 0
+    pids = [pid]
+    try:
+        out = subprocess.run(["ps", "--ppid", str(pid), "-o", "pid="], capture_output=True,
+                             text=True).stdout
+        pids += [int(p) for p in out.split()]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def ttft(port: int, model: str, n: int = 100) -> tuple[float, float]:
+    """Median time to the first SSE data line and to the end, one request at a time (ms)."""
+    import requests
+
+    session = requests.Session()
+    body = {"model": model, "stream": True, "messages": [{"role": "user", "content": PROMPT}]}
+    firsts, totals = [], []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        first = None
+        with session.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body,
+                          headers={"Authorization": f"Bearer {MASTER_KEY}"}, stream=True,
+                          timeout=30) as r:
+            for line in r.iter_lines():
+                if first is None and line.startswith(b"data: {"):
+                    first = time.perf_counter()
+        end = time.perf_counter()
+        firsts.append(((first or end) - t0) * 1000)
+        totals.append((end - t0) * 1000)
+    return statistics.median(firsts), statistics.median(totals)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--conns", default="1,10,100,500")
+    ap.add_argument("--no-litellm", action="store_true")
+    ap.add_argument("--delay-ms", type=float, default=0.0)
+    args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install wrk")
+    litellm_bin = HERE / ".venv-litellm" / "bin" / "litellm"
+    use_litellm = not args.no_litellm and litellm_bin.exists()
+    tmp = Path(tempfile.mkdtemp(prefix="hg-vs-litellm-"))
+    env = {**os.environ, "HYBRIDGATE_HOME": str(tmp), "PYTHONUNBUFFERED": "1"}
+    ports = {name: free_port() for name in ("direct", "passthrough", "hg-bare", "hg-full",
+                                            "litellm")}
+    up = f"http://127.0.0.1:{ports['direct']}"
+    (tmp / "bare.yaml").write_text(
+        f"ledger: {{enabled: false}}\nmodels:\n  - {{name: bench, provider: openai, "
+        f"base_url: '{up}/v1'}}\n")
+    (tmp / "full.yaml").write_text(
+        f"ledger: {{url: 'sqlite:///{tmp / 'ledger.db'}'}}\nroutes:\n  - {{name: auto, "
+        f"weak: cheap, strong: bench, strong_share: 0.2}}\nmodels:\n"
+        f"  - {{name: bench, provider: openai, base_url: '{up}/v1'}}\n"
+        f"  - {{name: cheap, provider: openai, base_url: '{up}/v1'}}\n")
+    (tmp / "litellm.yaml").write_text(
+        f"model_list:\n  - model_name: bench\n    litellm_params:\n      model: openai/bench\n"
+        f"      api_base: {up}/v1\n      api_key: sk-fake\n"
+        f"general_settings:\n  master_key: {MASTER_KEY}\n")
+    procs: dict[str, subprocess.Popen] = {}
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    procs["direct"] = subprocess.Popen([sys.executable, str(HERE / "fake_upstream.py"),
+                                        "--port", str(ports["direct"]), "--delay-ms",
+                                        str(args.delay_ms)], **quiet)
+    procs["passthrough"] = subprocess.Popen(
+        [sys.executable, str(HERE / "passthrough.py"), "--port", str(ports["passthrough"]),
+         "--upstream", up], **quiet)
+    for name in ("hg-bare", "hg-full"):
+        cfg = tmp / ("bare.yaml" if name == "hg-bare" else "full.yaml")
+        procs[name] = subprocess.Popen([sys.executable, "-m", "hybridgate.cli.main", "serve",
+                                        "--config", str(cfg), "--port", str(ports[name])],
+                                       env=env, **quiet)
+    if use_litellm:
+        procs["litellm"] = subprocess.Popen(
+            [str(litellm_bin), "--config", str(tmp / "litellm.yaml"), "--port",
+             str(ports["litellm"]), "--num_workers", "1"],
+            env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"},
+            **quiet)
+    models = {"direct": "bench", "passthrough": "bench", "hg-bare": "bench", "hg-full": "auto",
+              "litellm": "bench"}
+    try:
+        wait_http(f"http://127.0.0.1:{ports['passthrough']}/", 30)
+        for name in ("hg-bare", "hg-full"):
+            wait_http(f"http://127.0.0.1:{ports[name]}/readyz", 60)
+        if use_litellm:
+            wait_http(f"http://127.0.0.1:{ports['litellm']}/health/liveliness", 180)
+        targets = [t for t in procs]
+        conns = [int(c) for c in args.conns.split(",")]
+        rss_start = {t: rss_mb(procs[t].pid) for t in targets}
+        for stream in (False, True):
+            results: dict[tuple[str, int], list[dict[str, float]]] = {}
+            for _ in range(args.rounds):
+                for c in conns:
+                    for t in targets:
+                        url = f"http://127.0.0.1:{ports[t]}/v1/chat/completions"
+                        results.setdefault((t, c), []).append(
+                            run_wrk(url, c, args.seconds, script(models[t], stream, tmp)))
+            mode = "streaming" if stream else "non-streaming"
+            print(f"\n{mode}: wrk -t1, {args.rounds} rounds x {args.seconds}s, medians; "
+                  f"{os.cpu_count()} CPUs; upstream delay {args.delay_ms} ms\n")
+            print(f"{'in flight':>9} | {'target':<12} | {'req/s':>8} | {'p50 ms':>8} | "
+                  f"{'p99 ms':>8} | {'added p50':>9} | {'added p99':>9} | errors")
+            print("-" * 92)
+            for c in conns:
+                d = results[("direct", c)]
+                d50 = statistics.median(r["p50"] for r in d)
+                d99 = statistics.median(r["p99"] for r in d)
+                for t in targets:
+                    rs = results[(t, c)]
+                    p50 = statistics.median(r["p50"] for r in rs)
+                    p99 = statistics.median(r["p99"] for r in rs)
+                    added = ("", "") if t == "direct" else (f"{p50 - d50:.3f}",
+                                                           f"{p99 - d99:.3f}")
+                    print(f"{c:>9} | {t:<12} | {statistics.median(r['rps'] for r in rs):>8.0f}"
+                          f" | {p50:>8.3f} | {p99:>8.3f} | {added[0]:>9} | {added[1]:>9} | "
+                          f"{sum(r['errors'] + r['socket_errors'] for r in rs):.0f}")
+        print("\nstreaming, one request at a time (100 requests): time to first token / total")
+        for t in targets:
+            first, total = ttft(ports[t], models[t])
+            print(f"  {t:<12} TTFT {first:7.3f} ms   total {total:7.3f} ms")
+        print("\nRSS (MB) before -> after the load")
+        for t in targets:
+            print(f"  {t:<12} {rss_start[t]:7.1f} -> {rss_mb(procs[t].pid):7.1f}")
+    finally:
+        for p in procs.values():
+            p.terminate()
+        for p in procs.values():
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
