@@ -51,19 +51,22 @@ async def _frames(first: Any, rest: AsyncIterator[Any], include_usage: bool,
     usage = None
     status = "200"
     try:
-        chunk = first
+        item = first
         while True:
-            if not chunk.choices and chunk.usage:
-                usage = chunk.usage
-                usage.cost = tracker.set_usage(usage).cost_usd
-                if include_usage:
-                    yield b"data: " + encode(chunk) + b"\n\n"
-            else:
-                if tracker.ttft is None and _has_content(chunk):
+            out: list[bytes] = []
+            for chunk in item if isinstance(item, list) else (item,):
+                if not chunk.choices and chunk.usage:
+                    usage = chunk.usage
+                    usage.cost = tracker.set_usage(usage).cost_usd
+                    if not include_usage:
+                        continue
+                elif tracker.ttft is None and _has_content(chunk):
                     tracker.first_token()
-                yield b"data: " + encode(chunk) + b"\n\n"
+                out.append(b"data: " + encode(chunk) + b"\n\n")
+            if out:  # chunks that arrived together leave in one write
+                yield b"".join(out)
             try:
-                chunk = await rest.__anext__()
+                item = await rest.__anext__()
             except StopAsyncIteration:
                 break
         await tracker.commit(200)

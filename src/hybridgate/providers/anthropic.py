@@ -16,7 +16,7 @@ from hybridgate.providers.anthropic_wire import (
 )
 from hybridgate.providers.base import Provider
 from hybridgate.providers.http import Upstream
-from hybridgate.providers.sse import iter_events
+from hybridgate.providers.sse import iter_event_batches
 
 
 class AnthropicProvider(Provider):
@@ -55,22 +55,25 @@ class AnthropicProvider(Provider):
             raise UpstreamError("upstream anthropic sent invalid JSON") from None
         return from_messages_response(doc, json_mode)
 
-    async def chat_stream(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
+    async def chat_stream(self, req: ChatRequest) -> AsyncIterator[list[ChatChunk]]:
         body, json_mode = self._request(req, stream=True)
         state = StreamTranslator(self.upstream_model, json_mode)
-        async with self.http.post_stream("/v1/messages", body) as lines:
-            async for event in iter_events(lines):
-                try:
-                    data = msgspec.json.decode(event.data)
-                except msgspec.DecodeError:
-                    raise UpstreamError("upstream anthropic sent an invalid event") from None
-                try:
-                    chunks = state.feed(event.event, data)
-                except (KeyError, TypeError) as e:
-                    raise UpstreamError(f"malformed Anthropic event: missing {e}") from None
-                for chunk in chunks:
-                    yield chunk
-                if state.done:
-                    return
+        async with self.http.post_stream("/v1/messages", body) as blocks:
+            async for events in iter_event_batches(blocks):
+                batch: list[ChatChunk] = []
+                for event in events:
+                    try:
+                        data = msgspec.json.decode(event.data)
+                    except msgspec.DecodeError:
+                        raise UpstreamError("upstream anthropic sent an invalid event") from None
+                    try:
+                        batch += state.feed(event.event, data)
+                    except (KeyError, TypeError) as e:
+                        raise UpstreamError(f"malformed Anthropic event: missing {e}") from None
+                    if state.done:
+                        yield batch
+                        return
+                if batch:
+                    yield batch
         raise UpstreamError("upstream anthropic ended the stream before message_stop",
                             code="truncated_stream")

@@ -1,6 +1,7 @@
 """The provider contract every backend implements.
 
-Streams yield content chunks and finish with one chunk whose ``choices`` is empty and
+Streams yield content chunks (or lists of chunks that arrived together, which the API
+layer forwards in one write) and finish with one chunk whose ``choices`` is empty and
 whose ``usage`` is set (OpenAI's ``include_usage`` shape).  Every provider must produce
 that usage chunk; ``api/`` drops it when the client did not ask for it.  This keeps
 exact usage available to the ledger in both modes.

@@ -117,7 +117,8 @@ class Upstream:
 
     @asynccontextmanager
     async def post_stream(self, path: str, body: bytes) -> AsyncIterator[AsyncIterator[bytes]]:
-        """POST and yield the body's lines; closing the context closes the connection.
+        """POST and yield the body as it arrives, in whatever blocks the socket gives;
+        closing the context closes the connection.
 
         Leaving the context early (client went away) releases the connection without
         reading the rest, so the upstream sees the disconnect and stops generating.
@@ -131,14 +132,14 @@ class Upstream:
         try:
             if resp.status >= 300:
                 raise status_error(self.provider, resp.status, await resp.read(), resp.headers)
-            yield _lines(self.provider, resp)
+            yield _blocks(self.provider, resp)
         finally:
             resp.close()
 
 
-async def _lines(provider: str, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+async def _blocks(provider: str, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
     try:
-        async for line in resp.content:
-            yield line
+        async for block in resp.content.iter_any():
+            yield block
     except (TimeoutError, aiohttp.ClientError) as e:
         raise transport_error(provider, e) from None

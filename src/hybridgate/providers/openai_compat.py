@@ -27,7 +27,7 @@ from hybridgate.core.types import (
 )
 from hybridgate.providers.base import Provider
 from hybridgate.providers.http import Upstream, status_error
-from hybridgate.providers.sse import iter_events
+from hybridgate.providers.sse import iter_event_batches
 
 T = TypeVar("T")
 
@@ -76,12 +76,18 @@ class OpenAIProvider(Provider):
             raise UpstreamError(f"upstream {self.name} sent invalid JSON",
                                 code="invalid_upstream_response") from None
 
-    async def _events(self, path: str, body: bytes, kind: type[T]) -> AsyncIterator[T]:
-        async with self.http.post_stream(path, body) as lines:
-            async for event in iter_events(lines):
-                if event.data.strip() == "[DONE]":
-                    return
-                yield self._decode(event.data, kind)
+    async def _events(self, path: str, body: bytes, kind: type[T]) -> AsyncIterator[list[T]]:
+        """Chunks in batches: every event one socket read completed (often just one)."""
+        async with self.http.post_stream(path, body) as blocks:
+            async for events in iter_event_batches(blocks):
+                batch: list[T] = []
+                for event in events:
+                    if event.data.strip() == "[DONE]":
+                        if batch:
+                            yield batch
+                        return
+                    batch.append(self._decode(event.data, kind))
+                yield batch
         raise UpstreamError(f"upstream {self.name} ended the stream before [DONE]",
                             code="truncated_stream")
 
@@ -93,18 +99,19 @@ class OpenAIProvider(Provider):
                 c.message.tool_calls = UNSET
         return resp
 
-    async def chat_stream(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
-        async for chunk in self._events("/chat/completions", self._body(req, True), ChatChunk):
-            yield chunk
+    async def chat_stream(self, req: ChatRequest) -> AsyncIterator[list[ChatChunk]]:
+        async for batch in self._events("/chat/completions", self._body(req, True), ChatChunk):
+            yield batch
 
     async def complete(self, req: CompletionRequest) -> CompletionResponse:
         return self._decode(await self.http.post_json("/completions", self._body(req)),
                             CompletionResponse)
 
-    async def complete_stream(self, req: CompletionRequest) -> AsyncIterator[CompletionResponse]:
-        async for chunk in self._events("/completions", self._body(req, True),
+    async def complete_stream(self, req: CompletionRequest
+                              ) -> AsyncIterator[list[CompletionResponse]]:
+        async for batch in self._events("/completions", self._body(req, True),
                                         CompletionResponse):
-            yield chunk
+            yield batch
 
     async def embed(self, req: EmbeddingRequest) -> EmbeddingResponse:
         if not self.supports_embeddings:
