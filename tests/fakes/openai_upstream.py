@@ -40,6 +40,7 @@ class FakeOpenAI(FakeServer):
         super().__init__()
         self.tool_arguments = '{"city": "Paris", "unit": "celsius"}'
         self.usage_override: dict[str, Any] | None = None  # a fixed usage for cost tests
+        self.omit_usage = False  # act like an upstream that never reports usage
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self.chat)
@@ -98,12 +99,13 @@ class FakeOpenAI(FakeServer):
                                        "refusal": None}
             if call:
                 message["tool_calls"] = [call]
-            return web.json_response({
-                "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
-                "model": model, "system_fingerprint": "fp_fake",
-                "choices": [{"index": 0, "message": message, "logprobs": None,
-                             "finish_reason": finish}],
-                "usage": usage})
+            doc = {"id": "chatcmpl-fake", "object": "chat.completion",
+                   "created": int(time.time()), "model": model, "system_fingerprint": "fp_fake",
+                   "choices": [{"index": 0, "message": message, "logprobs": None,
+                                "finish_reason": finish}], "usage": usage}
+            if self.omit_usage:
+                del doc["usage"]
+            return web.json_response(doc)
         base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk",
                 "created": int(time.time()), "model": model}
 
@@ -123,7 +125,7 @@ class FakeOpenAI(FakeServer):
                                               "function": {"arguments": args[i:i + 7]}}]})
                        for i in range(0, len(args), 7)]
         events.append(chunk({}, finish))
-        if (body.get("stream_options") or {}).get("include_usage"):
+        if (body.get("stream_options") or {}).get("include_usage") and not self.omit_usage:
             events.append(_frame({**base, "choices": [], "usage": usage}))
         return await self._stream(request, events, fault)
 

@@ -88,6 +88,7 @@ class FakeServer:
     def reset(self) -> None:
         if hasattr(self, "usage_override"):
             self.usage_override = None
+            self.omit_usage = False
         self.requests.clear()
         self.faults.clear()
         self.disconnects = 0

@@ -101,3 +101,26 @@ def test_errors_are_recorded(client, fake_openai, ledger_path):
             model="gpt-fake", messages=[{"role": "user", "content": "boom"}])
     rec = row(ledger_path, e.value.response.headers["x-request-id"])
     assert rec["status"] == 502 and rec["route"] == "gpt-fake" and "500" in rec["error"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_upstream_without_usage_is_estimated(gateway, fake_openai, ledger_path, stream):
+    import requests
+
+    fake_openai.omit_usage = True
+    content = "x" * 400  # 400 characters: ~100 tokens at 4 characters a token
+    r = requests.post(gateway.v1 + "/chat/completions", json={
+        "model": "gpt-fake", "stream": stream, "messages": [{"role": "user",
+                                                             "content": content}]})
+    assert r.status_code == 200
+    if stream:
+        assert r.text.rstrip().endswith("data: [DONE]")
+    else:
+        assert r.headers["x-hybridgate-tokens"] == "estimated"
+        assert "usage" not in r.json()  # we do not invent usage for the client
+    rec = row(ledger_path, r.headers["x-request-id"])
+    assert rec["tokens_source"] == "estimated"
+    assert rec["prompt_tokens"] == 100
+    answer = len("echo: " + content)
+    assert rec["completion_tokens"] == -(-answer // 4)
+    assert rec["cost_usd"] == pytest.approx((100 * 1.0 + rec["completion_tokens"] * 2.0) / 1e6)

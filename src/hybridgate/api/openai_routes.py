@@ -36,6 +36,19 @@ def _json(body: bytes, headers: dict[str, str] | None = None) -> Response:
     return Response(body, media_type="application/json", headers=headers)
 
 
+def _response_chars(resp: Any) -> int:
+    n = 0
+    for c in resp.choices:
+        msg = getattr(c, "message", None)
+        if msg is not None:
+            n += len(msg.content or "")
+            for call in msg.tool_calls or ():
+                n += len(call.function.name) + len(call.function.arguments)
+        else:
+            n += len(getattr(c, "text", "") or "")
+    return n
+
+
 def _cost_header(cost: float | None) -> str:
     return "unknown" if cost is None else f"{cost:.10f}".rstrip("0").rstrip(".") or "0"
 
@@ -56,7 +69,8 @@ class OpenAIRoutes:
     async def _serve(self, t: Tracker, provider: Provider, stream: bool, include_usage: bool,
                      call: Callable[[], Awaitable[Any]],
                      call_stream: Callable[[], AsyncIterator[Any]],
-                     extra_headers: dict[str, str] | None = None) -> Response:
+                     extra_headers: dict[str, str] | None = None,
+                     prompt_chars: Callable[[], int] | None = None) -> Response:
         """The shared tail of every generating endpoint: call, price, commit, encode."""
         t.served_by(provider.name, provider.kind)
         headers = {"x-hybridgate-model": provider.name, "x-request-id": t.id,
@@ -64,7 +78,8 @@ class OpenAIRoutes:
         if stream:
             first, rest = await open_stream(call_stream())
             return sse_response(first, rest, include_usage, t,
-                                lambda usage, status: self._log(t, status, usage), headers)
+                                lambda usage, status: self._log(t, status, usage), headers,
+                                prompt_chars)
         resp = await call()
         t.ttft = time.perf_counter() - t.t0
         if resp.usage:
@@ -72,6 +87,10 @@ class OpenAIRoutes:
             if hasattr(resp.usage, "cost"):
                 resp.usage.cost = costs.cost_usd
             headers["x-hybridgate-cost"] = _cost_header(costs.cost_usd)
+        elif prompt_chars is not None:  # an upstream that reports no usage
+            costs = t.estimate_usage(prompt_chars(), _response_chars(resp))
+            headers["x-hybridgate-cost"] = _cost_header(costs.cost_usd)
+            headers["x-hybridgate-tokens"] = "estimated"
         await t.commit(200)
         self._log(t, 200, resp.usage)
         return _json(encode(resp), headers)
@@ -106,7 +125,8 @@ class OpenAIRoutes:
                 extra["x-hybridgate-route"] = decision.header()
             return await self._serve(t, provider, bool(req.stream), req.wants_usage_chunk,
                                      lambda: provider.chat(req),
-                                     lambda: provider.chat_stream(req), extra)
+                                     lambda: provider.chat_stream(req), extra,
+                                     lambda: sum(len(m.text()) for m in req.messages))
         return await self._guarded(t, work)
 
     async def completions(self, request: Request) -> Response:
@@ -119,7 +139,8 @@ class OpenAIRoutes:
             provider = self.models.get(req.model)
             return await self._serve(t, provider, bool(req.stream), req.wants_usage_chunk,
                                      lambda: provider.complete(req),
-                                     lambda: provider.complete_stream(req))
+                                     lambda: provider.complete_stream(req), None,
+                                     lambda: len(str(req.prompt)))
         return await self._guarded(t, work)
 
     async def embeddings(self, request: Request) -> Response:

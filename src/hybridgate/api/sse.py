@@ -46,10 +46,26 @@ def _has_content(chunk: Any) -> bool:
     return False
 
 
+def _chars(chunk: Any) -> int:
+    n = 0
+    for c in chunk.choices:
+        delta = getattr(c, "delta", None)
+        if delta is None:
+            n += len(getattr(c, "text", "") or "")
+            continue
+        n += len(delta.content or "")
+        for call in delta.tool_calls or ():
+            if call.function is not None:
+                n += len(call.function.name or "") + len(call.function.arguments or "")
+    return n
+
+
 async def _frames(first: Any, rest: AsyncIterator[Any], include_usage: bool,
-                  tracker: Tracker, on_end: Callable[[Any, str], None]) -> AsyncIterator[bytes]:
+                  tracker: Tracker, on_end: Callable[[Any, str], None],
+                  prompt_chars: Callable[[], int] | None) -> AsyncIterator[bytes]:
     usage = None
     status = "200"
+    completion_chars = 0  # for an estimate, should the upstream send no usage
     try:
         item = first
         while True:
@@ -60,8 +76,10 @@ async def _frames(first: Any, rest: AsyncIterator[Any], include_usage: bool,
                     usage.cost = tracker.set_usage(usage).cost_usd
                     if not include_usage:
                         continue
-                elif tracker.ttft is None and _has_content(chunk):
-                    tracker.first_token()
+                else:
+                    completion_chars += _chars(chunk)
+                    if tracker.ttft is None and _has_content(chunk):
+                        tracker.first_token()
                 out.append(b"data: " + encode(chunk) + b"\n\n")
             if out:  # chunks that arrived together leave in one write
                 yield b"".join(out)
@@ -69,6 +87,8 @@ async def _frames(first: Any, rest: AsyncIterator[Any], include_usage: bool,
                 item = await rest.__anext__()
             except StopAsyncIteration:
                 break
+        if usage is None and prompt_chars is not None:
+            tracker.estimate_usage(prompt_chars(), completion_chars)
         await tracker.commit(200)
         yield DONE
     except GatewayError as e:
@@ -86,6 +106,7 @@ async def _frames(first: Any, rest: AsyncIterator[Any], include_usage: bool,
 
 
 def sse_response(first: Any, rest: AsyncIterator[Any], include_usage: bool, tracker: Tracker,
-                 on_end: Callable[[Any, str], None], headers: dict[str, str]) -> StreamingResponse:
-    return StreamingResponse(_frames(first, rest, include_usage, tracker, on_end),
+                 on_end: Callable[[Any, str], None], headers: dict[str, str],
+                 prompt_chars: Callable[[], int] | None = None) -> StreamingResponse:
+    return StreamingResponse(_frames(first, rest, include_usage, tracker, on_end, prompt_chars),
                              media_type="text/event-stream", headers={**SSE_HEADERS, **headers})

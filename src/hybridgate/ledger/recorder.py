@@ -101,6 +101,13 @@ class Recorder:
         return Tracker(self, endpoint, requested_model, stream, user)
 
 
+@dataclass(slots=True)
+class _EstimatedUsage:
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+
+
 class Tracker:
     """Everything known about one request, gathered as it goes."""
 
@@ -135,6 +142,12 @@ class Tracker:
     def first_token(self) -> None:
         if self.ttft is None:
             self.ttft = time.perf_counter() - self.t0
+
+    def estimate_usage(self, prompt_chars: int, completion_chars: int) -> Costs:
+        """The upstream sent no usage: estimate ~4 characters a token (OpenAI's rule of
+        thumb for English), and mark the row ``tokens_source = "estimated"``."""
+        est = _EstimatedUsage(-(-prompt_chars // 4), -(-completion_chars // 4))
+        return self.set_usage(est, source="estimated")
 
     def set_usage(self, usage: Any, source: str = "upstream") -> Costs:
         """Price the usage (an OpenAI usage object); returns the costs for the client."""
