@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -66,3 +67,42 @@ def test_chat_in_process_with_local_model(tmp_path):
 def test_chat_unreachable_gateway():
     r = run("chat", "hi", "--url", "http://127.0.0.1:9/v1")
     assert r.returncode == 1 and "cannot reach" in r.stderr
+
+
+@pytest.mark.slow
+def test_serve_with_two_workers(tmp_path, fake_openai):
+    import requests
+
+    from tests.conftest import OPENAI_KEY
+    from tests.ledger.helpers import free_port
+
+    port = free_port()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"ledger: {{url: 'sqlite:///{tmp_path / 'l.db'}'}}\nmodels:\n"
+                   f"  - {{name: gpt-fake, provider: openai, base_url: '{fake_openai.url}/v1',"
+                   f" api_key: {OPENAI_KEY}}}\n")
+    proc = subprocess.Popen([*HG, "serve", "--config", str(cfg), "--port", str(port),
+                             "--workers", "2"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                if requests.get(url + "/readyz", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        ids = set()
+        for _ in range(20):
+            r = requests.post(url + "/v1/chat/completions", json={
+                "model": "gpt-fake", "messages": [{"role": "user", "content": "hi"}]})
+            assert r.status_code == 200
+            ids.add(r.headers["x-request-id"])
+        assert len(ids) == 20
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    import sqlite3
+    with sqlite3.connect(tmp_path / "l.db") as db:  # both workers wrote to one ledger
+        assert db.execute("SELECT count(*) FROM requests").fetchone()[0] == 20

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import click
 import uvicorn
 
@@ -51,31 +54,63 @@ def _ensure_pulled(cfg: Config, pull: bool) -> None:
               help="Zero-config only: which catalog model to serve locally.")
 @click.option("--pull", is_flag=True, help="Pull missing catalog models first.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default=None)
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Worker processes sharing the port. Each loads its own local models "
+                   "and ledger writer: use it for remote-heavy traffic.")
 def serve(config_path: str | None, host: str | None, port: int | None,
-          local_model: str | None, pull: bool, log_format: str | None) -> None:
+          local_model: str | None, pull: bool, log_format: str | None, workers: int) -> None:
     """Start the gateway."""
-    from hybridgate.api.app import create_app
-
+    args = {"config_path": config_path, "host": host, "port": port,
+            "local_model": local_model, "log_format": log_format}
     try:
-        cfg = load_config(config_path) if config_path else default_config(
-            local_model or default_config().models[0].name)
+        cfg = build_config(**args)
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
-    server = cfg.server
-    cfg.server = ServerConfig(host=host or server.host,
-                              port=port if port is not None else server.port,
-                              max_body_bytes=server.max_body_bytes,
-                              log_format=log_format or server.log_format)  # type: ignore[arg-type]
     configure_logging(cfg.server.log_format)
     _ensure_pulled(cfg, pull)
     from hybridgate.routing.router import RouterFileError
 
     try:
-        app = create_app(cfg)
+        app = make_app(cfg)  # also proves the config and router files load before forking
     except (RouterFileError, ValueError) as e:
         raise click.ClickException(str(e)) from None
-    uvicorn.run(app, host=cfg.server.host, port=cfg.server.port, loop="uvloop",
-                http="httptools", access_log=False, log_config=None, lifespan="on")
+    common = {"host": cfg.server.host, "port": cfg.server.port, "loop": "uvloop",
+              "http": "httptools", "access_log": False, "log_config": None, "lifespan": "on"}
+    if workers == 1:
+        uvicorn.run(app, **common)
+        return
+    # Workers rebuild the same config from the same arguments (secrets stay in the
+    # environment they came from, not in a serialized copy).
+    os.environ[_SERVE_ARGS] = json.dumps(args)
+    uvicorn.run("hybridgate.cli.main:worker_app", factory=True, workers=workers, **common)
+
+
+_SERVE_ARGS = "HYBRIDGATE_SERVE_ARGS"
+
+
+def build_config(config_path: str | None, host: str | None, port: int | None,
+                 local_model: str | None, log_format: str | None) -> Config:
+    cfg = load_config(config_path) if config_path else default_config(
+        local_model or default_config().models[0].name)
+    server = cfg.server
+    cfg.server = ServerConfig(host=host or server.host,
+                              port=port if port is not None else server.port,
+                              max_body_bytes=server.max_body_bytes,
+                              log_format=log_format or server.log_format)  # type: ignore[arg-type]
+    return cfg
+
+
+def make_app(cfg: Config):  # type: ignore[no-untyped-def]
+    from hybridgate.api.app import create_app
+
+    return create_app(cfg)
+
+
+def worker_app():  # type: ignore[no-untyped-def]
+    """Entry point of each ``--workers`` process (uvicorn's app factory)."""
+    cfg = build_config(**json.loads(os.environ[_SERVE_ARGS]))
+    configure_logging(cfg.server.log_format)
+    return make_app(cfg)
 
 
 cli.add_command(chat)
