@@ -1,0 +1,68 @@
+"""The compressed index: scores equal the codes' inner products, adds are online, recall."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hybridgate.turboquant import TurboQuantIndex, TurboQuantMSE, TurboQuantProd
+
+
+def clustered(n, d=64, seed=0):
+    rng = np.random.default_rng(20_000 + seed)
+    centers = rng.standard_normal((20, d))
+    return (centers[rng.integers(0, 20, n)] + 0.5 * rng.standard_normal((n, d))).astype(
+        np.float32)
+
+
+def recall(found, exact):
+    return np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(found, exact, strict=True)])
+
+
+@pytest.mark.parametrize("method", ["mse", "prod"])
+def test_scores_are_the_codes_inner_products(method):
+    x, q = clustered(300), clustered(5, seed=1)
+    index = TurboQuantIndex(64, 3, method)
+    index.add(x)
+    ref = TurboQuantProd(64, 3) if method == "prod" else TurboQuantMSE(64, 3)
+    expected = (ref.inner(q, ref.encode(x)) if method == "prod"
+                else q @ ref.decode(ref.encode(x)).T)
+    assert index._scores(q) == pytest.approx(expected, abs=1e-3)
+
+
+def test_online_adds_and_ids():
+    x = clustered(2000)
+    index = TurboQuantIndex(64, 4)
+    index.add(x[:1000])
+    ids = index.add(x[1000:], ids=np.arange(5000, 6000))
+    assert len(index) == 2000 and ids[0] == 5000
+    _, found = index.search(x[1500], k=1)
+    assert found[0, 0] == 5500  # a vector added in the second batch is found
+
+
+def test_recall_and_exact_rerank():
+    x, q = clustered(5000), clustered(50, seed=2)
+    exact = np.argsort(-(q @ x.T), axis=1)[:, :10]
+    index = TurboQuantIndex(64, 4, keep_vectors=True)
+    index.add(x)
+    _, approx = index.search(q, 10)
+    assert recall(approx, exact) > 0.6
+    scores, reranked = index.search(q, 10, rerank=100)
+    assert recall(reranked, exact) > 0.97
+    assert scores[:, 0] == pytest.approx(np.sort(q @ x.T, axis=1)[:, -1], rel=1e-4)
+
+
+def test_memory_is_the_codes():
+    index = TurboQuantIndex(64, 4)
+    index.add(clustered(1000))
+    assert index.nbytes == 1000 * (64 * 4 // 8 + 4)  # 36 bytes a vector instead of 256
+
+
+def test_bad_use():
+    index = TurboQuantIndex(64, 2)
+    assert index.search(clustered(2), 5)[1].shape == (2, 0)
+    with pytest.raises(ValueError, match="dimensions"):
+        index.add(np.zeros((3, 32), np.float32))
+    index.add(clustered(100))
+    with pytest.raises(ValueError, match="keep_vectors"):
+        index.search(clustered(1), 5, rerank=50)
