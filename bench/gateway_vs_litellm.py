@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from overhead import HERE, free_port, run_wrk, wait_http
+from overhead import HERE, free_port, measure, print_added, start_gateway, wait_http
 
 MASTER_KEY = "sk-bench-master"
 PROMPT = "Hello there! What is the capital of France and why is it famous?"
@@ -46,6 +46,14 @@ def script(model: str, stream: bool, tmp: Path) -> str:
                     f'wrk.headers["Authorization"] = "Bearer {MASTER_KEY}"\n'
                     f"wrk.body = {json.dumps(json.dumps(body))}\n")
     return str(path)
+
+
+def full_config(upstream: str, ledger_db: Path) -> str:
+    """The full product path: an `auto` route group over two models, SQLite ledger on."""
+    return (f"ledger: {{url: 'sqlite:///{ledger_db}'}}\nroutes:\n  - {{name: auto, "
+            f"weak: cheap, strong: bench, strong_share: 0.2}}\nmodels:\n"
+            f"  - {{name: bench, provider: openai, base_url: '{upstream}/v1'}}\n"
+            f"  - {{name: cheap, provider: openai, base_url: '{upstream}/v1'}}\n")
 
 
 def rss_mb(pid: int) -> float:
@@ -103,18 +111,14 @@ def main() -> None:
     litellm_bin = HERE / ".venv-litellm" / "bin" / "litellm"
     use_litellm = not args.no_litellm and litellm_bin.exists()
     tmp = Path(tempfile.mkdtemp(prefix="hg-vs-litellm-"))
-    env = {**os.environ, "HYBRIDGATE_HOME": str(tmp), "PYTHONUNBUFFERED": "1"}
+    env = {"HYBRIDGATE_HOME": str(tmp), "PYTHONUNBUFFERED": "1"}
     ports = {name: free_port() for name in ("direct", "passthrough", "hg-bare", "hg-full",
                                             "litellm")}
     up = f"http://127.0.0.1:{ports['direct']}"
     (tmp / "bare.yaml").write_text(
         f"ledger: {{enabled: false}}\nmodels:\n  - {{name: bench, provider: openai, "
         f"base_url: '{up}/v1'}}\n")
-    (tmp / "full.yaml").write_text(
-        f"ledger: {{url: 'sqlite:///{tmp / 'ledger.db'}'}}\nroutes:\n  - {{name: auto, "
-        f"weak: cheap, strong: bench, strong_share: 0.2}}\nmodels:\n"
-        f"  - {{name: bench, provider: openai, base_url: '{up}/v1'}}\n"
-        f"  - {{name: cheap, provider: openai, base_url: '{up}/v1'}}\n")
+    (tmp / "full.yaml").write_text(full_config(up, tmp / "ledger.db"))
     (tmp / "litellm.yaml").write_text(
         f"model_list:\n  - model_name: bench\n    litellm_params:\n      model: openai/bench\n"
         f"      api_base: {up}/v1\n      api_key: sk-fake\n"
@@ -129,9 +133,7 @@ def main() -> None:
          "--upstream", up], **quiet)
     for name in ("hg-bare", "hg-full"):
         cfg = tmp / ("bare.yaml" if name == "hg-bare" else "full.yaml")
-        procs[name] = subprocess.Popen([sys.executable, "-m", "hybridgate.cli.main", "serve",
-                                        "--config", str(cfg), "--port", str(ports[name])],
-                                       env=env, **quiet)
+        procs[name] = start_gateway(cfg, ports[name], env)
     if use_litellm:
         procs["litellm"] = subprocess.Popen(
             [str(litellm_bin), "--config", str(tmp / "litellm.yaml"), "--port",
@@ -150,32 +152,13 @@ def main() -> None:
         conns = [int(c) for c in args.conns.split(",")]
         rss_start = {t: rss_mb(procs[t].pid) for t in targets}
         for stream in (False, True):
-            results: dict[tuple[str, int], list[dict[str, float]]] = {}
-            for _ in range(args.rounds):
-                for c in conns:
-                    for t in targets:
-                        url = f"http://127.0.0.1:{ports[t]}/v1/chat/completions"
-                        results.setdefault((t, c), []).append(
-                            run_wrk(url, c, args.seconds, script(models[t], stream, tmp)))
+            results = measure({t: (f"http://127.0.0.1:{ports[t]}/v1/chat/completions",
+                                   script(models[t], stream, tmp)) for t in targets},
+                              conns, args.seconds, args.rounds)
             mode = "streaming" if stream else "non-streaming"
             print(f"\n{mode}: wrk -t1, {args.rounds} rounds x {args.seconds}s, medians; "
                   f"{os.cpu_count()} CPUs; upstream delay {args.delay_ms} ms\n")
-            print(f"{'in flight':>9} | {'target':<12} | {'req/s':>8} | {'p50 ms':>8} | "
-                  f"{'p99 ms':>8} | {'added p50':>9} | {'added p99':>9} | errors")
-            print("-" * 92)
-            for c in conns:
-                d = results[("direct", c)]
-                d50 = statistics.median(r["p50"] for r in d)
-                d99 = statistics.median(r["p99"] for r in d)
-                for t in targets:
-                    rs = results[(t, c)]
-                    p50 = statistics.median(r["p50"] for r in rs)
-                    p99 = statistics.median(r["p99"] for r in rs)
-                    added = ("", "") if t == "direct" else (f"{p50 - d50:.3f}",
-                                                           f"{p99 - d99:.3f}")
-                    print(f"{c:>9} | {t:<12} | {statistics.median(r['rps'] for r in rs):>8.0f}"
-                          f" | {p50:>8.3f} | {p99:>8.3f} | {added[0]:>9} | {added[1]:>9} | "
-                          f"{sum(r['errors'] + r['socket_errors'] for r in rs):.0f}")
+            print_added(results, targets, conns)
         print("\nstreaming, one request at a time (100 requests): time to first token / total")
         for t in targets:
             first, total = ttft(ports[t], models[t])

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from overhead import HERE, free_port, run_wrk, wait_http, wrk_script
+from overhead import HERE, free_port, measure, start_gateway, wait_http, wrk_script
 
 
 def gateway(name: str, up_port: int, ledger: str, tmp: Path) -> tuple[subprocess.Popen, str]:
@@ -26,11 +26,7 @@ def gateway(name: str, up_port: int, ledger: str, tmp: Path) -> tuple[subprocess
     cfg = tmp / f"{name}.yaml"
     cfg.write_text(f"ledger: {ledger}\nmodels:\n  - name: bench\n    provider: openai\n"
                    f"    base_url: http://127.0.0.1:{up_port}/v1\n")
-    proc = subprocess.Popen([sys.executable, "-m", "hybridgate.cli.main", "serve", "--config",
-                             str(cfg), "--port", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ,
-                                                            "HYBRIDGATE_HOME": str(tmp)})
-    return proc, f"http://127.0.0.1:{port}"
+    return start_gateway(cfg, port, {"HYBRIDGATE_HOME": str(tmp)}), f"http://127.0.0.1:{port}"
 
 
 def main() -> None:
@@ -64,12 +60,8 @@ def main() -> None:
             wait_http(url + "/readyz")
         script = wrk_script(False)
         conns = [int(c) for c in args.conns.split(",")]
-        results: dict[tuple[str, int], list[dict[str, float]]] = {}
-        for _ in range(args.rounds):
-            for c in conns:
-                for name, url in urls.items():
-                    results.setdefault((name, c), []).append(
-                        run_wrk(url + "/v1/chat/completions", c, args.seconds, script))
+        results = measure({name: (url + "/v1/chat/completions", script)
+                           for name, url in urls.items()}, conns, args.seconds, args.rounds)
         print(f"\nnon-streaming chat via a fake upstream, {args.rounds} rounds x "
               f"{args.seconds}s, medians; {os.cpu_count()} CPUs\n")
         print(f"{'in flight':>9} | {'ledger':<10} | {'req/s':>8} | {'vs off':>7} | "

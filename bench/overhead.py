@@ -78,6 +78,48 @@ def run_wrk(url: str, conns: int, seconds: int, script: str) -> dict[str, float]
             "socket_errors": 1.0 if sock else 0.0}
 
 
+Results = dict[tuple[str, int], list[dict[str, float]]]
+
+
+def start_gateway(config: Path, port: int, env: dict[str, str] | None = None
+                  ) -> subprocess.Popen:
+    """``hybridgate serve`` in its own process, output discarded."""
+    return subprocess.Popen([sys.executable, "-m", "hybridgate.cli.main", "serve", "--config",
+                             str(config), "--port", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+
+
+def measure(targets: dict[str, tuple[str, str]], conns: list[int], seconds: int,
+            rounds: int) -> Results:
+    """wrk against each (url, lua script) target, alternating targets within a round so
+    machine noise hits them alike."""
+    results: Results = {}
+    for _ in range(rounds):
+        for c in conns:
+            for name, (url, script) in targets.items():
+                results.setdefault((name, c), []).append(run_wrk(url, c, seconds, script))
+    return results
+
+
+def print_added(results: Results, names: list[str], conns: list[int]) -> None:
+    """Medians per target, and latency added over the ``direct`` target."""
+    width = max(len(n) for n in names)
+    print(f"{'in flight':>9} | {'target':<{width}} | {'req/s':>8} | {'p50 ms':>8} | "
+          f"{'p99 ms':>8} | {'added p50':>9} | {'added p99':>9} | errors")
+    print("-" * (80 + width))
+    for c in conns:
+        d50 = statistics.median(r["p50"] for r in results[("direct", c)])
+        d99 = statistics.median(r["p99"] for r in results[("direct", c)])
+        for name in names:
+            rs = results[(name, c)]
+            p50 = statistics.median(r["p50"] for r in rs)
+            p99 = statistics.median(r["p99"] for r in rs)
+            added = ("", "") if name == "direct" else (f"{p50 - d50:.3f}", f"{p99 - d99:.3f}")
+            print(f"{c:>9} | {name:<{width}} | {statistics.median(r['rps'] for r in rs):>8.0f}"
+                  f" | {p50:>8.3f} | {p99:>8.3f} | {added[0]:>9} | {added[1]:>9} | "
+                  f"{sum(r['errors'] + r['socket_errors'] for r in rs):.0f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=int, default=5)
@@ -92,43 +134,19 @@ def main() -> None:
     cfg.write_text(f"models:\n  - name: bench\n    provider: openai\n"
                    f"    base_url: http://127.0.0.1:{up_port}/v1\n")
     procs = [subprocess.Popen([sys.executable, str(HERE / "fake_upstream.py"), "--port",
-                               str(up_port)], stdout=subprocess.DEVNULL)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    procs.append(subprocess.Popen([sys.executable, "-m", "hybridgate.cli.main", "serve",
-                                   "--config", str(cfg), "--port", str(gw_port)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
+                               str(up_port)], stdout=subprocess.DEVNULL),
+             start_gateway(cfg, gw_port, {"PYTHONUNBUFFERED": "1"})]
     try:
         wait_http(f"http://127.0.0.1:{gw_port}/healthz")
         script = wrk_script(args.stream)
-        targets = {"direct": f"http://127.0.0.1:{up_port}/v1/chat/completions",
-                   "hybridgate": f"http://127.0.0.1:{gw_port}/v1/chat/completions"}
+        targets = {"direct": (f"http://127.0.0.1:{up_port}/v1/chat/completions", script),
+                   "hybridgate": (f"http://127.0.0.1:{gw_port}/v1/chat/completions", script)}
         conns = [int(c) for c in args.conns.split(",")]
-        results: dict[tuple[str, int], list[dict[str, float]]] = {}
-        for _ in range(args.rounds):
-            for c in conns:
-                for name, url in targets.items():  # alternate targets within a round
-                    results.setdefault((name, c), []).append(
-                        run_wrk(url, c, args.seconds, script))
+        results = measure(targets, conns, args.seconds, args.rounds)
         mode = "streaming" if args.stream else "non-streaming"
         print(f"\n{mode}, {args.rounds} rounds x {args.seconds}s, medians; "
               f"{os.cpu_count()} CPUs\n")
-        print(f"{'in flight':>9} | {'target':<10} | {'req/s':>8} | {'p50 ms':>7} | "
-              f"{'p99 ms':>7} | {'added p50':>9} | {'added p99':>9} | errors")
-        print("-" * 86)
-        for c in conns:
-            direct = results[("direct", c)]
-            d50 = statistics.median(r["p50"] for r in direct)
-            d99 = statistics.median(r["p99"] for r in direct)
-            for name in targets:
-                rs = results[(name, c)]
-                rps = statistics.median(r["rps"] for r in rs)
-                p50 = statistics.median(r["p50"] for r in rs)
-                p99 = statistics.median(r["p99"] for r in rs)
-                err = sum(r["errors"] + r["socket_errors"] for r in rs)
-                add50 = f"{p50 - d50:9.3f}" if name != "direct" else f"{'':>9}"
-                add99 = f"{p99 - d99:9.3f}" if name != "direct" else f"{'':>9}"
-                print(f"{c:>9} | {name:<10} | {rps:>8.0f} | {p50:>7.3f} | {p99:>7.3f} | "
-                      f"{add50} | {add99} | {err:.0f}")
+        print_added(results, list(targets), conns)
     finally:
         for p in procs:
             p.terminate()

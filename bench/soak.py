@@ -7,15 +7,14 @@ SQLite ledger) under steady load, RSS sampled every segment.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from gateway_vs_litellm import rss_mb, script
-from overhead import HERE, free_port, run_wrk, wait_http
+from gateway_vs_litellm import full_config, rss_mb, script
+from overhead import HERE, free_port, run_wrk, start_gateway, wait_http
 
 
 def main() -> None:
@@ -28,17 +27,11 @@ def main() -> None:
     up_port, gw_port = free_port(), free_port()
     up = f"http://127.0.0.1:{up_port}"
     cfg = tmp / "full.yaml"
-    cfg.write_text(
-        f"ledger: {{url: 'sqlite:///{tmp / 'ledger.db'}'}}\nroutes:\n  - {{name: auto, "
-        f"weak: cheap, strong: bench, strong_share: 0.2}}\nmodels:\n"
-        f"  - {{name: bench, provider: openai, base_url: '{up}/v1'}}\n"
-        f"  - {{name: cheap, provider: openai, base_url: '{up}/v1'}}\n")
+    cfg.write_text(full_config(up, tmp / "ledger.db"))
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     procs = [subprocess.Popen([sys.executable, str(HERE / "fake_upstream.py"), "--port",
                                str(up_port)], **quiet),
-             subprocess.Popen([sys.executable, "-m", "hybridgate.cli.main", "serve", "--config",
-                               str(cfg), "--port", str(gw_port)],
-                              env={**os.environ, "HYBRIDGATE_HOME": str(tmp)}, **quiet)]
+             start_gateway(cfg, gw_port, {"HYBRIDGATE_HOME": str(tmp)})]
     try:
         wait_http(f"http://127.0.0.1:{gw_port}/readyz")
         url = f"http://127.0.0.1:{gw_port}/v1/chat/completions"
