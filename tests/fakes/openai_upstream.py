@@ -52,16 +52,24 @@ class FakeOpenAI(FakeServer):
         return {"error": {"message": f"fake upstream error {status}", "type": "server_error",
                           "param": None, "code": None}}
 
-    async def _begin(
-            self, request: web.Request) -> tuple[dict[str, Any], web.StreamResponse | None]:
+    async def _begin(self, request: web.Request, faults: bool = True
+                     ) -> tuple[dict[str, Any], Fault, web.StreamResponse | None]:
+        """Record the request, check the key, apply the next scripted fault.
+
+        Returns (body, fault, response): a response means answer with it right away.
+        """
         body = await request.json()
         self.requests.append({"path": request.path, "body": body,
                               "headers": dict(request.headers)})
         if self.api_key and request.headers.get("authorization") != f"Bearer {self.api_key}":
-            return body, web.json_response({"error": {
+            return body, Fault(), web.json_response({"error": {
                 "message": "Incorrect API key provided", "type": "invalid_request_error",
                 "param": None, "code": "invalid_api_key"}}, status=401)
-        return body, None
+        if not faults:
+            return body, Fault(), None
+        fault = self.next_fault()
+        return body, fault, await self.apply_fault(request, fault,
+                                                   self._error(fault.status or 500))
 
     def _plan(self, body: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
         text = _last_user_text(body.get("messages", []))
@@ -76,13 +84,9 @@ class FakeOpenAI(FakeServer):
         return f"echo: {text}", None
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
-        body, denied = await self._begin(request)
-        if denied is not None:
-            return denied
-        fault = self.next_fault()
-        failed = await self.apply_fault(request, fault, self._error(fault.status or 500))
-        if failed is not None:
-            return failed
+        body, fault, early = await self._begin(request)
+        if early is not None:
+            return early
         content, call = self._plan(body)
         prompt = sum(_words(json.dumps(m.get("content"))) for m in body.get("messages", []))
         pieces = [p + " " for p in content.split(" ")][:-1] + [content.split(" ")[-1]] \
@@ -137,13 +141,9 @@ class FakeOpenAI(FakeServer):
         return resp
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
-        body, denied = await self._begin(request)
-        if denied is not None:
-            return denied
-        fault = self.next_fault()
-        failed = await self.apply_fault(request, fault, self._error(fault.status or 500))
-        if failed is not None:
-            return failed
+        body, fault, early = await self._begin(request)
+        if early is not None:
+            return early
         prompt = body.get("prompt", "")
         text = " and so on"
         usage = {"prompt_tokens": _words(str(prompt)), "completion_tokens": 3,
@@ -164,9 +164,9 @@ class FakeOpenAI(FakeServer):
         return await self._stream(request, events, fault)
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
-        body, denied = await self._begin(request)
-        if denied is not None:
-            return denied
+        body, _, early = await self._begin(request, faults=False)
+        if early is not None:
+            return early
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         data = [{"object": "embedding", "index": i,
                  "embedding": [float(len(t)), 1.0, 0.0]} for i, t in enumerate(inputs)]

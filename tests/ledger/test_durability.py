@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 import requests
@@ -86,11 +87,20 @@ def _post(gw: GatewayProcess) -> requests.Response:
     return requests.post(gw.url + "/v1/chat/completions", json=BODY, timeout=10)
 
 
-def test_database_down_required_gives_503(tmp_path, fake_openai):
+@contextmanager
+def postgres_behind_proxy() -> Iterator[tuple[str, str, TcpProxy]]:
+    """(direct ledger URL, the same through a proxy we can cut, the proxy)."""
     with pg_schema() as url:
         proxy = TcpProxy("127.0.0.1", 5432)
         proxy.up()
-        pg_url = url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+        try:
+            yield url, url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}"), proxy
+        finally:
+            proxy.down()
+
+
+def test_database_down_required_gives_503(tmp_path, fake_openai):
+    with postgres_behind_proxy() as (url, pg_url, proxy):
         gw = GatewayProcess(tmp_path, fake_openai.url, {"url": pg_url, "required": True})
         try:
             gw.wait("/readyz")
@@ -109,16 +119,12 @@ def test_database_down_required_gives_503(tmp_path, fake_openai):
                 time.sleep(0.3)
         finally:
             gw.stop()
-            proxy.down()
         rows = ledger_rows(url)
         assert rows[first.headers["x-request-id"]] == 200
 
 
 def test_database_down_not_required_spills_and_replays(tmp_path, fake_openai):
-    with pg_schema() as url:
-        proxy = TcpProxy("127.0.0.1", 5432)
-        proxy.up()
-        pg_url = url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    with postgres_behind_proxy() as (url, pg_url, proxy):
         gw = GatewayProcess(tmp_path, fake_openai.url, {"url": pg_url, "required": False})
         spill = tmp_path / "ledger-spill.jsonl"
         try:
@@ -135,7 +141,6 @@ def test_database_down_not_required_spills_and_replays(tmp_path, fake_openai):
                 time.sleep(0.3)
         finally:
             gw.stop()
-            proxy.down()
         rows = ledger_rows(url)
         assert all(rows.get(i) == 200 for i in ids)
 
