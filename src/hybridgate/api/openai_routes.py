@@ -68,14 +68,14 @@ class OpenAIRoutes:
 
     async def _serve(self, t: Tracker, provider: Provider, stream: bool, include_usage: bool,
                      call: Callable[[], Awaitable[Any]],
-                     call_stream: Callable[[], AsyncIterator[Any]],
+                     call_stream: Callable[[], AsyncIterator[Any]] | None,
                      extra_headers: dict[str, str] | None = None,
                      prompt_chars: Callable[[], int] | None = None) -> Response:
         """The shared tail of every generating endpoint: call, price, commit, encode."""
         t.served_by(provider.name, provider.kind)
         headers = {"x-hybridgate-model": provider.name, "x-request-id": t.id,
                    **(extra_headers or {})}
-        if stream:
+        if stream and call_stream is not None:
             first, rest = await open_stream(call_stream())
             return sse_response(first, rest, include_usage, t,
                                 lambda usage, status: self._log(t, status, usage), headers,
@@ -151,13 +151,8 @@ class OpenAIRoutes:
             check_embedding(req)
             self.recorder.check()
             provider = self.models.get(req.model)
-
-            async def never() -> AsyncIterator[Any]:  # embeddings do not stream
-                raise AssertionError
-                yield
-
             return await self._serve(t, provider, False, False, lambda: provider.embed(req),
-                                     never)
+                                     None)
         return await self._guarded(t, work)
 
     async def feedback(self, request: Request) -> Response:

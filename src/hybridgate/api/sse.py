@@ -36,17 +36,9 @@ async def open_stream(chunks: AsyncIterator[Any]) -> tuple[Any, AsyncIterator[An
     return first, it
 
 
-def _has_content(chunk: Any) -> bool:
-    for c in chunk.choices:
-        delta = getattr(c, "delta", None)
-        if delta is not None and (delta.content or delta.tool_calls):
-            return True
-        if getattr(c, "text", None):
-            return True
-    return False
-
-
 def _chars(chunk: Any) -> int:
+    """Characters of generated output in a chunk: > 0 marks the first token, and the sum
+    feeds a token estimate should the upstream send no usage."""
     n = 0
     for c in chunk.choices:
         delta = getattr(c, "delta", None)
@@ -77,8 +69,9 @@ async def _frames(first: Any, rest: AsyncIterator[Any], include_usage: bool,
                     if not include_usage:
                         continue
                 else:
-                    completion_chars += _chars(chunk)
-                    if tracker.ttft is None and _has_content(chunk):
+                    n = _chars(chunk)
+                    completion_chars += n
+                    if n and tracker.ttft is None:
                         tracker.first_token()
                 out.append(b"data: " + encode(chunk) + b"\n\n")
             if out:  # chunks that arrived together leave in one write

@@ -65,11 +65,10 @@ class Store:
         parsed = urlparse(url)
         self.kind = "postgres" if parsed.scheme.startswith("postgres") else "sqlite"
         self.conn: Any = None
-        ph = "%s" if self.kind == "postgres" else "?"
         cols = ", ".join(COLUMNS)
-        marks = ", ".join([ph] * len(COLUMNS))
-        self.insert_sql = (f"INSERT INTO requests ({cols}) VALUES ({marks}) "
-                           "ON CONFLICT (id) DO NOTHING")
+        marks = ", ".join(["?"] * len(COLUMNS))
+        self.insert_sql = self._sql(f"INSERT INTO requests ({cols}) VALUES ({marks}) "
+                                    "ON CONFLICT (id) DO NOTHING")
 
     def connect(self) -> None:
         if self.kind == "postgres":
@@ -95,9 +94,27 @@ class Store:
                 pass
             self.conn = None
 
+    # The dialects differ in three places: placeholders, and how a transaction starts
+    # and ends (our SQLite connection runs in autocommit mode with explicit BEGIN).
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.kind == "postgres" else sql
+
     def _begin(self) -> None:
         if self.kind == "sqlite":
             self.conn.execute("BEGIN IMMEDIATE")
+
+    def _commit(self) -> None:
+        if self.kind == "postgres":
+            self.conn.commit()
+        elif self.conn.in_transaction:
+            self.conn.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        if self.kind == "postgres":
+            self.conn.rollback()
+        elif self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
 
     def migrate(self) -> None:
         cur = self.conn.cursor()
@@ -112,10 +129,9 @@ class Store:
             for stmt in (s.strip() for s in script.split(";")):
                 if stmt:
                     cur.execute(stmt)
-            ph = "%s" if self.kind == "postgres" else "?"
-            cur.execute(f"INSERT INTO schema_migrations VALUES ({ph}, {ph})",
+            cur.execute(self._sql("INSERT INTO schema_migrations VALUES (?, ?)"),
                         (version, time.time()))
-        self.conn.commit() if self.kind == "postgres" else self.conn.execute("COMMIT")
+        self._commit()
 
     def insert(self, rows: list[tuple]) -> None:
         """Insert a batch in one transaction; duplicates (replays) are ignored."""
@@ -124,27 +140,23 @@ class Store:
         try:
             cur.executemany(self.insert_sql, rows)
         except BaseException:
-            self.conn.rollback() if self.kind == "postgres" else self.conn.execute("ROLLBACK")
+            self._rollback()
             raise
-        self.conn.commit() if self.kind == "postgres" else self.conn.execute("COMMIT")
+        self._commit()
 
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
-        if self.kind == "postgres":
-            sql = sql.replace("?", "%s")
         cur = self.conn.cursor()
-        cur.execute(sql, params)
+        cur.execute(self._sql(sql), params)
         rows = cur.fetchall()
-        if self.kind == "postgres":
-            self.conn.commit()
+        self._commit()  # ends Postgres' implicit read transaction
         return rows
 
     def execute(self, sql: str, params: tuple = ()) -> int:
-        if self.kind == "postgres":
-            sql = sql.replace("?", "%s")
+        """One statement in its own transaction; returns the rows it touched."""
         cur = self.conn.cursor()
-        cur.execute(sql, params)
+        cur.execute(self._sql(sql), params)
         n = cur.rowcount
-        self.conn.commit() if self.kind == "postgres" else None
+        self._commit()
         return n
 
 

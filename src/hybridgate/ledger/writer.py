@@ -158,10 +158,10 @@ class Ledger:
                 "UPDATE requests SET feedback_score = COALESCE(?, feedback_score), "
                 "preferred_route = COALESCE(?, preferred_route) WHERE id = ?",
                 (fb.score, fb.preferred_route, fb.request_id))
-            fb.loop.call_soon_threadsafe(_resolve_value, fb.fut, n > 0)
+            fb.loop.call_soon_threadsafe(_settle, fb.fut, n > 0, None)
         except Exception as e:
             self._fail(e)
-            fb.loop.call_soon_threadsafe(_resolve, fb.fut, LedgerUnavailable(
+            fb.loop.call_soon_threadsafe(_settle, fb.fut, None, LedgerUnavailable(
                 f"feedback could not be stored: {self.last_error}"))
 
     def _commit(self, batch: list[tuple[Record, asyncio.AbstractEventLoop | None,
@@ -190,9 +190,9 @@ class Ledger:
             if loop is None or fut is None:
                 continue
             if error is None:
-                loop.call_soon_threadsafe(_resolve, fut, None)
+                loop.call_soon_threadsafe(_settle, fut, None, None)
             else:
-                loop.call_soon_threadsafe(_resolve, fut, LedgerUnavailable(
+                loop.call_soon_threadsafe(_settle, fut, None, LedgerUnavailable(
                     f"the request's record could not be committed: {self.last_error}"))
 
     # ------------------------------------------------------------------ spill + replay
@@ -240,15 +240,11 @@ class _Feedback:
         self.fut = fut
 
 
-def _resolve_value(fut: asyncio.Future[bool], value: bool) -> None:
-    if not fut.done():
-        fut.set_result(value)
-
-
-def _resolve(fut: asyncio.Future, error: Exception | None) -> None:
+def _settle(fut: asyncio.Future, value: object, error: Exception | None) -> None:
+    """Runs on the waiter's loop: the writer thread must not touch futures directly."""
     if fut.done():
         return
     if error is None:
-        fut.set_result(None)
+        fut.set_result(value)
     else:
         fut.set_exception(error)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -61,8 +62,11 @@ class Router:
         x, xs = self._matrix(texts)
         p_strong = _sigmoid(xs @ self.w_strong[:-1] + self.w_strong[-1])
         p_weak = _sigmoid(xs @ self.w_weak[:-1] + self.w_weak[-1])
-        gain = p_strong - p_weak
         topic = x @ self.w_topic[:-1] + self.w_topic[-1]
+        return self._blend(p_strong - p_weak, topic)
+
+    def _blend(self, gain: np.ndarray, topic: np.ndarray) -> np.ndarray:
+        """score = 0.5 * z(gain) + 0.5 * z(topic), z-scored with the training statistics."""
         return 0.5 * (gain - self.z[0]) / self.z[1] + 0.5 * (topic - self.z[2]) / self.z[3]
 
     def score(self, text: str) -> float:
@@ -75,7 +79,7 @@ class Router:
         z_weak = w @ self.w_weak[idx] + s @ self.w_weak[n:-1] + self.w_weak[-1]
         gain = 1 / (1 + np.exp(-z_strong)) - 1 / (1 + np.exp(-z_weak))
         topic = w @ self.w_topic[idx] + self.w_topic[-1]
-        return float(0.5 * (gain - self.z[0]) / self.z[1] + 0.5 * (topic - self.z[2]) / self.z[3])
+        return float(self._blend(gain, topic))
 
     def threshold_for_share(self, strong_share: float) -> float:
         """Scores above this go strong: ``strong_share`` of the calibration set did."""
@@ -99,7 +103,7 @@ class Router:
         src = path if path is not None else resources.files("hybridgate.routing").joinpath(
             "router.npz")
         try:
-            with resources.as_file(src) if path is None else _nullctx(Path(src)) as p, \
+            with resources.as_file(src) if path is None else nullcontext(Path(src)) as p, \
                     np.load(p, allow_pickle=False) as d:
                 if int(d["format"]) != FORMAT:
                     raise RouterFileError(f"{src}: router format {int(d['format'])}, "
@@ -114,17 +118,6 @@ class Router:
             raise
         except (OSError, KeyError, ValueError) as e:
             raise RouterFileError(f"cannot load router file {src}: {e}") from None
-
-
-class _nullctx:
-    def __init__(self, p: Path) -> None:
-        self.p = p
-
-    def __enter__(self) -> Path:
-        return self.p
-
-    def __exit__(self, *a: object) -> None:
-        return None
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -215,6 +215,16 @@ class LocalProvider(Provider):
             cancel.set()
             future.cancel()
 
+    async def _generate(self, tokens: list[int], params: SamplingParams) -> GenerationResult:
+        """A whole generation, no streaming: the bridge's last item is the result."""
+        engine = self._engine()
+        result: GenerationResult | None = None
+        async for item in self._run(lambda c, e: engine.generate(tokens, params, c,
+                                                                  lambda _t: None)):
+            result = item
+        assert result is not None
+        return result
+
     async def _plan(self, fn: Callable[[], Any]) -> Any:
         """Tokenizing a long prompt is CPU work: do it on the model thread too."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
@@ -233,12 +243,7 @@ class LocalProvider(Provider):
 
     async def chat(self, req: ChatRequest) -> ChatResponse:
         plan: _ChatPlan = await self._plan(lambda: self._plan_chat(req))
-        engine = self._engine()
-        result: GenerationResult | None = None
-        async for item in self._run(lambda c, e: engine.generate(plan.tokens, plan.params, c,
-                                                                  lambda _t: None)):
-            result = item
-        assert result is not None
+        result = await self._generate(plan.tokens, plan.params)
         content: str | None = result.text
         finish = result.finish_reason
         calls = None
@@ -301,12 +306,7 @@ class LocalProvider(Provider):
 
     async def complete(self, req: CompletionRequest) -> CompletionResponse:
         tokens, params = await self._plan(lambda: self._plan_completion(req))
-        engine = self._engine()
-        result: GenerationResult | None = None
-        async for item in self._run(lambda c, e: engine.generate(tokens, params, c,
-                                                                  lambda _t: None)):
-            result = item
-        assert result is not None
+        result = await self._generate(tokens, params)
         return CompletionResponse(
             id=new_id("cmpl"), created=now(), model=self.name,
             choices=[CompletionChoice(index=0, text=result.text,
