@@ -6,6 +6,7 @@ import json
 import os
 
 import click
+import msgspec
 import uvicorn
 
 from hybridgate import __version__
@@ -15,10 +16,10 @@ from hybridgate.cli.models_cmd import models, pull_with_progress
 from hybridgate.cli.report_cmd import report
 from hybridgate.cli.router_cmd import router
 from hybridgate.config.settings import (
+    DEFAULT_LOCAL_MODEL,
     Config,
     ConfigError,
     LocalModel,
-    ServerConfig,
     default_config,
     load_config,
 )
@@ -91,12 +92,11 @@ _SERVE_ARGS = "HYBRIDGATE_SERVE_ARGS"
 def build_config(config_path: str | None, host: str | None, port: int | None,
                  local_model: str | None, log_format: str | None) -> Config:
     cfg = load_config(config_path) if config_path else default_config(
-        local_model or default_config().models[0].name)
+        local_model or DEFAULT_LOCAL_MODEL)
     server = cfg.server
-    cfg.server = ServerConfig(host=host or server.host,
-                              port=port if port is not None else server.port,
-                              max_body_bytes=server.max_body_bytes,
-                              log_format=log_format or server.log_format)  # type: ignore[arg-type]
+    cfg.server = msgspec.structs.replace(
+        server, host=host or server.host, port=port if port is not None else server.port,
+        log_format=log_format or server.log_format)
     return cfg
 
 

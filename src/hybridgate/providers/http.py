@@ -24,7 +24,7 @@ from hybridgate.core.errors import (
 )
 
 
-def _upstream_message(body: bytes) -> str:
+def upstream_message(body: bytes) -> str:
     """Pull the human message out of an upstream error body (OpenAI or Anthropic shape)."""
     try:
         doc = msgspec.json.decode(body)
@@ -49,7 +49,7 @@ def status_error(provider: str, status: int, body: bytes,
     the gateway's credentials failing (401/403) is our problem, so 502; 429 passes
     through with Retry-After; 5xx become 502 (503 stays 503).
     """
-    msg = f"upstream {provider} returned {status}: {_upstream_message(body)}"
+    msg = f"upstream {provider} returned {status}: {upstream_message(body)}"
     if status in (400, 404, 409, 413, 422):
         return InvalidRequest(msg, code="upstream_rejected", status=400 if status != 413 else 413)
     if status == 429:

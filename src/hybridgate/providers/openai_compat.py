@@ -26,7 +26,7 @@ from hybridgate.core.types import (
     EmbeddingResponse,
 )
 from hybridgate.providers.base import Provider
-from hybridgate.providers.http import Upstream, status_error
+from hybridgate.providers.http import Upstream, upstream_message
 from hybridgate.providers.sse import iter_event_batches
 
 T = TypeVar("T")
@@ -67,7 +67,7 @@ class OpenAIProvider(Provider):
         try:
             return msgspec.json.decode(data, type=kind)
         except msgspec.ValidationError:
-            err = _error_in(data)
+            err = _error_in(self.name, data)
             if err is not None:
                 raise err from None
             raise UpstreamError(f"upstream {self.name} sent a malformed {kind.__name__}",
@@ -120,14 +120,13 @@ class OpenAIProvider(Provider):
                             EmbeddingResponse)
 
 
-def _error_in(data: bytes | str) -> UpstreamError | None:
+def _error_in(provider: str, data: bytes | str) -> UpstreamError | None:
     """An ``{"error": ...}`` object where a result was expected (mid-stream failures)."""
+    raw = data.encode() if isinstance(data, str) else data
     try:
-        doc = msgspec.json.decode(data)
+        doc = msgspec.json.decode(raw)
     except msgspec.DecodeError:
         return None
     if isinstance(doc, dict) and "error" in doc:
-        raw = data.encode() if isinstance(data, str) else data
-        err = status_error("upstream", 502, raw)
-        return err if isinstance(err, UpstreamError) else UpstreamError(err.message)
+        return UpstreamError(f"upstream {provider} sent an error: {upstream_message(raw)}")
     return None
