@@ -13,10 +13,10 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 install: $(BIN)/python
-	$(BIN)/pip install -q -e '.[embeddings]'
+	$(BIN)/pip install -q -e '.[embeddings,transformers]'
 
 install-test: $(BIN)/python
-	$(BIN)/pip install -q -e '.[embeddings,test]'
+	$(BIN)/pip install -q -e '.[embeddings,transformers,test]'
 
 serve: install
 	$(BIN)/hybridgate models pull $(MODEL)
@@ -31,6 +31,7 @@ lint: install-test
 	$(BIN)/ruff check src tests bench
 
 bench: install-test
+	$(BIN)/pip install -q -e '.[embeddings,transformers,bench,test]'
 	$(BIN)/python bench/overhead.py
 
 clean:
