@@ -13,9 +13,11 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 install: $(BIN)/python
+	scripts/install_llama.sh $(BIN)/pip
 	$(BIN)/pip install -q -e '.[embeddings,transformers]'
 
 install-test: $(BIN)/python
+	scripts/install_llama.sh $(BIN)/pip
 	$(BIN)/pip install -q -e '.[embeddings,transformers,test]'
 
 serve: install

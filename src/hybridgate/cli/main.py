@@ -20,6 +20,7 @@ from hybridgate.config.settings import (
     Config,
     ConfigError,
     LocalModel,
+    TransformersModel,
     default_config,
     load_config,
 )
@@ -37,7 +38,7 @@ def cli() -> None:
 def _ensure_pulled(cfg: Config, pull: bool) -> None:
     """Catalog models must be on disk before we start; pull them only when asked."""
     for m in cfg.models:
-        if isinstance(m, LocalModel) and get_model(m.model) is not None \
+        if isinstance(m, LocalModel | TransformersModel) and get_model(m.model) is not None \
                 and not store.model_path(m.model).exists():
             if not pull:
                 raise click.ClickException(

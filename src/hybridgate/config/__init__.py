@@ -10,6 +10,7 @@ from hybridgate.config.settings import (
     ModelEntry,
     OpenAIModel,
     ServerConfig,
+    TransformersModel,
     default_config,
     hybridgate_home,
     load_config,
@@ -17,5 +18,6 @@ from hybridgate.config.settings import (
 
 __all__ = [
     "AnthropicModel", "Config", "ConfigError", "EmbeddingModel", "LedgerConfig", "LocalModel",
-    "ModelEntry", "OpenAIModel", "ServerConfig", "default_config", "hybridgate_home", "load_config",
+    "ModelEntry", "OpenAIModel", "ServerConfig", "TransformersModel", "default_config",
+    "hybridgate_home", "load_config",
 ]

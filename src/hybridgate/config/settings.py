@@ -51,6 +51,21 @@ class LocalModel(Struct, kw_only=True, forbid_unknown_fields=True, tag="local",
     default_max_tokens: Annotated[int, Meta(ge=1)] = 1024
 
 
+class TransformersModel(Struct, kw_only=True, forbid_unknown_fields=True, tag="transformers",
+                        tag_field="provider"):
+    """The same GGUF weights run by Hugging Face transformers (float32 on the CPU), for its
+    KV cache: ``kv_cache: turboquant`` keeps long contexts in ~kv_bits bits per channel."""
+
+    name: str
+    model: str = DEFAULT_LOCAL_MODEL  # catalog name or a path to a .gguf file
+    kv_cache: Literal["turboquant", "full"] = "turboquant"
+    kv_bits: Annotated[float, Meta(ge=2.5, le=8)] = 3.5  # effective, norms included
+    kv_residual: Annotated[int, Meta(ge=1)] = 128  # recent tokens kept exact
+    n_threads: Annotated[int, Meta(ge=1)] | None = None
+    n_ctx: Annotated[int, Meta(ge=256)] = 8192
+    default_max_tokens: Annotated[int, Meta(ge=1)] = 1024
+
+
 class OpenAIModel(Struct, kw_only=True, forbid_unknown_fields=True, tag="openai",
                   tag_field="provider"):
     """Any OpenAI-compatible HTTP API (OpenAI, vLLM, Ollama, Groq, OpenRouter, ...)."""
@@ -88,7 +103,7 @@ class EmbeddingModel(Struct, kw_only=True, forbid_unknown_fields=True,
     batch_size: Annotated[int, Meta(ge=1)] = 32
 
 
-ModelEntry = LocalModel | OpenAIModel | AnthropicModel | EmbeddingModel
+ModelEntry = LocalModel | TransformersModel | OpenAIModel | AnthropicModel | EmbeddingModel
 
 
 class PriceOverride(Struct, kw_only=True, forbid_unknown_fields=True):

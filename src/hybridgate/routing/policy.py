@@ -19,7 +19,7 @@ import logging
 import re
 from dataclasses import dataclass
 
-from hybridgate.config.settings import LocalModel, RouteGroup
+from hybridgate.config.settings import LocalModel, RouteGroup, TransformersModel
 from hybridgate.core.errors import GatewayError
 from hybridgate.core.types import ChatRequest
 from hybridgate.routing.router import Router, RouterFileError
@@ -80,9 +80,10 @@ class Decision:
 class RoutedGroup:
     def __init__(self, group: RouteGroup, weak_cfg: object, strong_cfg: object) -> None:
         self.group = group
-        self.weak_local = isinstance(weak_cfg, LocalModel)
-        self.strong_local = isinstance(strong_cfg, LocalModel)
-        self.weak_ctx = weak_cfg.n_ctx if isinstance(weak_cfg, LocalModel) else None
+        local = LocalModel | TransformersModel
+        self.weak_local = isinstance(weak_cfg, local)
+        self.strong_local = isinstance(strong_cfg, local)
+        self.weak_ctx = weak_cfg.n_ctx if isinstance(weak_cfg, local) else None
         self.router: Router | None = None
         self.threshold = group.threshold
         try:

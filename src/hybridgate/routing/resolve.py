@@ -18,6 +18,7 @@ from hybridgate.config.settings import (
     LocalModel,
     ModelEntry,
     OpenAIModel,
+    TransformersModel,
 )
 from hybridgate.core.errors import GatewayError, ModelNotFound, UpstreamUnavailable
 from hybridgate.core.types import ChatRequest
@@ -35,6 +36,9 @@ def build_provider(entry: ModelEntry) -> Provider:
     if isinstance(entry, LocalModel):
         from hybridgate.providers.local import LocalProvider
         return LocalProvider(entry)
+    if isinstance(entry, TransformersModel):
+        from hybridgate.providers.local.hf_provider import TransformersProvider
+        return TransformersProvider(entry)
     if isinstance(entry, OpenAIModel):
         from hybridgate.providers.openai_compat import OpenAIProvider
         return OpenAIProvider(entry)
@@ -64,7 +68,7 @@ class Models:
     def _first_chat_model(config: Config) -> str | None:
         chat = [m for m in config.models if not isinstance(m, EmbeddingModel)
                 and not (isinstance(m, OpenAIModel) and m.embeddings)]
-        local = [m for m in chat if isinstance(m, LocalModel)]
+        local = [m for m in chat if isinstance(m, LocalModel | TransformersModel)]
         return (local or chat)[0].name if (local or chat) else None
 
     async def start(self) -> None:
