@@ -10,10 +10,11 @@ float32 on the CPU) and each cache:
                64-token chunks so every chunk attends to what the cache stored of the earlier
                ones; targets across chunk borders are skipped, the same for every row
   agree        share of those positions where the greedy next token equals the full cache's
-  needle       passkey retrieval at 2k / 4k / 8k tokens: a five-digit key in the middle of the
-               text. The haystack is prefilled once with exact attention and handed to each
-               cache (which stores it: quantized, for the quantized caches); then the question
-               and the answer attend to what the cache holds. Hits out of depths tried.
+  needle       passkey retrieval at 2k / 4k / 8k tokens: a five-digit key at each --depths
+               (default: the middle) of the text. The haystack is prefilled once with
+               exact attention and handed to each cache (which stores it: quantized, for
+               the quantized caches); then the question and the answer attend to what the
+               cache holds. Hits out of depths tried.
 
 llama.cpp rows (llama-cpp-python, flash_attn on, same GGUF, its own Q4_K_M kernels) compare
 q8_0 / q4_0 K and V types with its f16 cache; their prompt is evaluated through the cache.
@@ -179,14 +180,19 @@ def llama_rows(name: str, story_text: str, lengths: list[int], depths: list[floa
     elem_bytes = {1: 2.0, 8: 34 / 32, 2: 18 / 32}
     rows, reference = [], None
     for label, ggml_type in types.items():
-        llm = Llama(str(MODELS / f"{name}.gguf"), n_ctx=max(lengths + [ppl_tokens]) + 64,
-                    n_batch=CHUNK, n_ubatch=CHUNK, n_threads=threads, flash_attn=True,
-                    type_k=ggml_type, type_v=ggml_type, logits_all=True, verbose=False)
+        def load(n_ctx: int, logits_all: bool, kv: int = ggml_type) -> Llama:
+            # llama.cpp writes each batch's K and V into the (quantized) cache before
+            # attention reads them, so the batch size does not change what is measured
+            return Llama(str(MODELS / f"{name}.gguf"), n_ctx=n_ctx, n_batch=512,
+                         n_threads=threads, flash_attn=True, type_k=kv, type_v=kv,
+                         logits_all=logits_all, verbose=False)
+
+        llm = load(ppl_tokens + 64, logits_all=True)
         story = llm.tokenize(story_text.encode(), add_bos=False)
         ids = story[:ppl_tokens]
-        llm.reset()
         llm.eval(ids)
         logits = np.asarray(llm.scores[:len(ids)], dtype=np.float64)
+        del llm
         logp = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
         keep = [i for i in range(len(ids) - 1) if (i + 1) % CHUNK]  # same targets as above
         nll = -sum(logp[i, ids[i + 1]] for i in keep)
@@ -194,7 +200,7 @@ def llama_rows(name: str, story_text: str, lengths: list[int], depths: list[floa
         reference = greedy if reference is None else reference
         row = {"model": name, "cache": label, "ppl": math.exp(nll / len(keep)),
                "agree": float((greedy == reference).mean()), "needle": {}}
-        bf16 = None
+        llm = load(max(lengths) + 64, logits_all=False)
         for length in lengths:
             for d, depth in enumerate(depths):
                 key = KEYS[d % len(KEYS)]
@@ -209,7 +215,6 @@ def llama_rows(name: str, story_text: str, lengths: list[int], depths: list[floa
                 hits[0] += key in out["choices"][0]["text"]
                 hits[1] += 1
         row["elem_bytes"] = elem_bytes[ggml_type]
-        row["bf16"] = bf16
         rows.append(row)
         print(f"  {name} {label}: ppl {row['ppl']:.3f}", flush=True)
         del llm
@@ -221,7 +226,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+",
                         default=["qwen2.5-coder-0.5b-instruct", "gemma-3-270m"])
     parser.add_argument("--lengths", nargs="+", type=int, default=[2048, 4096, 8192])
-    parser.add_argument("--depths", nargs="+", type=float, default=[0.25, 0.5, 0.75])
+    parser.add_argument("--depths", nargs="+", type=float, default=[0.5])
     parser.add_argument("--ppl-tokens", type=int, default=2048)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
