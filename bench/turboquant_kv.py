@@ -38,7 +38,7 @@ import torch
 from public_text import alice
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, QuantizedCache
 
-from hybridgate.turboquant.kv_cache import TurboQuantCache
+from hybridgate.turboquant.kv_cache import TurboQuantCache, cache_nbytes
 
 MODELS = Path.home() / ".cache" / "hybridgate" / "models"
 CHUNK = 64
@@ -61,13 +61,10 @@ def caches(config: object) -> dict[str, Callable[[], object]]:
     return out
 
 
-def cache_bytes(cache: object) -> int:
-    if isinstance(cache, TurboQuantCache):
-        return cache.nbytes
-    total = 0
-    for layer in cache.layers:  # type: ignore[attr-defined]
-        for t in (layer.keys, layer.values):
-            total += t.nbytes if t is not None else 0
+def cache_bytes(cache) -> int:
+    """What the cache holds; for quanto add its packed data, scales and shifts."""
+    total = cache_nbytes(cache)
+    for layer in cache.layers:
         for q in (getattr(layer, "_quantized_keys", None),
                   getattr(layer, "_quantized_values", None)):
             if q is not None:
@@ -241,9 +238,7 @@ def main() -> None:
                            args.threads)
         base = {"tf": rows[0]["ppl"], "llama": next(r["ppl"] for r in rows
                                                     if r["cache"] == "llama.cpp f16")}
-        from transformers import AutoConfig
-        config = AutoConfig.from_pretrained(MODELS, gguf_file=f"{name}.gguf")
-        bf16 = bf16_bytes_per_token(config, args.ppl_tokens)
+        bf16 = rows[0]["bf16"]  # the model's cache in bf16, from its transformers config
         for r in rows:
             if "elem_bytes" in r:  # llama.cpp: the type's size, same layer accounting
                 r["bytes"] = bf16 / 2 * r["elem_bytes"]

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 from transformers.cache_utils import Cache, DynamicLayer, get_layer_types_and_kwargs
 
-from hybridgate.turboquant.quantizer import MSECodes, TurboQuantMSE
+from hybridgate.turboquant.mixed import TurboQuantMixed
+from hybridgate.turboquant.quantizer import MSECodes
 
 _NORM_BITS = 16  # norms are stored as float16
 
@@ -110,30 +111,24 @@ class _Rows:
 
 
 class _HeadCodec:
-    """One KV head's vectors (keys or values): TurboQuant_mse per channel group."""
+    """One KV head's vectors (keys or values): ``TurboQuantMixed`` codes in growable rows."""
 
     def __init__(self, plan: BitPlan, sample: np.ndarray, seed: int) -> None:
         d = plan.d
-        if plan.outliers:
-            # outliers by variance around the mean: the offset itself is subtracted below
-            energy = sample.var(axis=0) if len(sample) else np.zeros(d)
-            top = np.sort(np.argsort(-energy, kind="stable")[:plan.outliers])
-            channels = [top, np.setdiff1d(np.arange(d), top)]
-            widths = [plan.bits + 1, plan.bits]
-        else:
-            channels, widths = [np.arange(d)], [plan.bits]
-        self.groups = [(ch, TurboQuantMSE(len(ch), b, "dense", seed + i))
-                       for i, (ch, b) in enumerate(zip(channels, widths, strict=True))]
-        self.packed = [_Rows(-(-len(ch) * q.bits // 8), np.uint8) for ch, q in self.groups]
-        self.norms = [_Rows(1, np.float16) for _ in self.groups]
-        self.d = d
+        # outliers by variance around the mean: the offset itself is subtracted below
+        energy = sample.var(axis=0) if len(sample) else np.zeros(d)
+        top = np.argsort(-energy, kind="stable")[:plan.outliers]
+        self.q = TurboQuantMixed(d, top, outlier_bits=plan.bits + 1, bits=plan.bits,
+                                 seed=seed)
+        self.packed = [_Rows(-(-len(ch) * q.bits // 8), np.uint8) for ch, q in self.q.groups]
+        self.norms = [_Rows(1, np.float16) for _ in self.q.groups]
         # Keys carry a large per-channel offset (projection biases, e.g. Qwen2's k_proj): code
         # x - mean so the error scales with the part that varies between tokens.
         self.mean = (sample.mean(axis=0) if len(sample) else np.zeros(d)).astype(np.float32)
 
     def append(self, x: np.ndarray) -> None:
-        for (ch, q), packed, norms in zip(self.groups, self.packed, self.norms, strict=True):
-            codes = q.encode(x[:, ch] - self.mean[ch])
+        for codes, packed, norms in zip(self.q.encode(x - self.mean), self.packed, self.norms,
+                                        strict=True):
             packed.append(codes.packed)
             norms.append(codes.norms.astype(np.float16)[:, None])
 
@@ -142,12 +137,9 @@ class _HeadCodec:
             rows.drop_front(n)
 
     def decode(self) -> np.ndarray:
-        n = len(self.norms[0].view())
-        out = np.empty((n, self.d), dtype=np.float32)
-        for (ch, q), packed, norms in zip(self.groups, self.packed, self.norms, strict=True):
-            codes = MSECodes(packed.view(), norms.view()[:, 0].astype(np.float32))
-            out[:, ch] = q.decode(codes)
-        return out + self.mean
+        codes = [MSECodes(p.view(), n.view()[:, 0].astype(np.float32))
+                 for p, n in zip(self.packed, self.norms, strict=True)]
+        return self.q.decode(codes) + self.mean
 
     @property
     def nbytes(self) -> int:
@@ -312,3 +304,11 @@ class TurboQuantCache(Cache):
     def effective_bits(self) -> float | None:
         plans = [layer.plans for layer in self.layers if layer.plans]  # type: ignore[attr-defined]
         return _average(plans[0]) if plans else None
+
+
+def cache_nbytes(cache: Cache) -> int:
+    """Bytes a cache holds now: a TurboQuant cache's codes and window, or plain tensors."""
+    if isinstance(cache, TurboQuantCache):
+        return cache.nbytes
+    return sum(t.nbytes for layer in cache.layers for t in (layer.keys, layer.values)
+               if t is not None)

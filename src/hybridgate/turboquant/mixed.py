@@ -25,9 +25,11 @@ class TurboQuantMixed:
                 len(self.outliers) and (self.outliers.min() < 0 or self.outliers.max() >= d)):
             raise ValueError("outliers must be distinct channel indices in [0, d)")
         self.rest = np.setdiff1d(np.arange(d), self.outliers)
-        self.groups = [(self.outliers, TurboQuantMSE(len(self.outliers), outlier_bits,
-                                                     rotation, seed)),
-                       (self.rest, TurboQuantMSE(len(self.rest), bits, rotation, seed + 1))]
+        # each non-empty group gets its own rotation (seed, seed + 1); no outliers: one group
+        groups = [(ch, b) for ch, b in ((self.outliers, outlier_bits), (self.rest, bits))
+                  if len(ch)]
+        self.groups = [(ch, TurboQuantMSE(len(ch), b, rotation, seed + i))
+                       for i, (ch, b) in enumerate(groups)]
 
     @classmethod
     def from_sample(cls, sample: np.ndarray, n_outliers: int, **kw: object) -> TurboQuantMixed:

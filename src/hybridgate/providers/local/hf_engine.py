@@ -19,7 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 from hybridgate.core.errors import InvalidRequest
 from hybridgate.providers.local.engine import Engine, GenerationResult, SamplingParams
 from hybridgate.providers.local.textstream import StopTextStream
-from hybridgate.turboquant.kv_cache import TurboQuantCache
+from hybridgate.turboquant.kv_cache import TurboQuantCache, cache_nbytes
 
 PREFILL_CHUNK = 512  # long prompts go through the cache in chunks: bounded activations
 
@@ -133,9 +133,7 @@ class TransformersEngine:
                         finish = "stop"
                         break
                 logits = self.model(input_ids=torch.tensor([[token]]), cache=cache).logits[0, -1]
-        self.last_cache_bytes = (cache.nbytes if isinstance(cache, TurboQuantCache) else sum(
-            layer.keys.nbytes + layer.values.nbytes for layer in cache.layers
-            if layer.keys is not None))
+        self.last_cache_bytes = cache_nbytes(cache)
         if not text.stopped:
             tail = text.flush()
             if tail:

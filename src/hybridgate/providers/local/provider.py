@@ -15,6 +15,7 @@ import os
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -78,15 +79,18 @@ class LocalProvider(Provider):
             path = resolve_gguf(self.cfg.model)
         except ModelStoreError as e:
             raise UpstreamUnavailable(str(e)) from None
-        cfg = self.cfg
-        threads = cfg.n_threads or os.cpu_count() or 1
-        loop = asyncio.get_running_loop()
-        self.engine = await loop.run_in_executor(self._executor, lambda: Engine(
-            path, n_ctx=cfg.n_ctx, n_threads=threads, n_batch=cfg.n_batch,
-            kv_cache_type=cfg.kv_cache_type, flash_attn=cfg.flash_attn,
-            default_max_tokens=cfg.default_max_tokens))
-        if self.engine.formatter is None:
+        threads = self.cfg.n_threads or os.cpu_count() or 1
+        self.engine = await asyncio.get_running_loop().run_in_executor(
+            self._executor, lambda: self._load(path, threads))
+        if not self.engine.chat_template:
             self.supports_chat = False
+
+    def _load(self, path: Path, threads: int) -> Engine:
+        """Runs on the model thread: the engine this provider drives."""
+        cfg = self.cfg
+        return Engine(path, n_ctx=cfg.n_ctx, n_threads=threads, n_batch=cfg.n_batch,
+                      kv_cache_type=cfg.kv_cache_type, flash_attn=cfg.flash_attn,
+                      default_max_tokens=cfg.default_max_tokens)
 
     async def close(self) -> None:
         engine, self.engine = self.engine, None
