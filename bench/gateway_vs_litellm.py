@@ -6,8 +6,9 @@ first to show it is never the bottleneck), targets alternating within each round
     direct        the fake upstream itself
     passthrough   bench/passthrough.py: Starlette + one aiohttp session (the floor)
     hg-bare       hybridgate: fixed remote model, ledger off, no key
-    hg-full       hybridgate: `auto` route group (policies + learned router over two
-                  models on the fake upstream), SQLite ledger on (commit before reply)
+    hg-full       hybridgate: gateway key with a tenant allowlist, `auto` route group
+                  (policies + learned router over two models on the fake upstream),
+                  SQLite ledger on (commit before reply)
     litellm       LiteLLM proxy 1.110.2, 1 worker, master key, no database, logging off
                   (bench/setup_litellm.sh installs it in bench/.venv-litellm)
 
@@ -31,9 +32,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from overhead import HERE, free_port, measure, print_added, start_gateway, wait_http
+from overhead import (
+    HERE,
+    free_port,
+    measure,
+    print_added,
+    start_floor,
+    start_gateway,
+    stop_all,
+    wait_http,
+)
 
-MASTER_KEY = "sk-bench-master"
+MASTER_KEY = "sk-bench-master-key"
 PROMPT = "Hello there! What is the capital of France and why is it famous?"
 
 
@@ -49,11 +59,14 @@ def script(model: str, stream: bool, tmp: Path) -> str:
 
 
 def full_config(upstream: str, ledger_db: Path) -> str:
-    """The full product path: an `auto` route group over two models, SQLite ledger on."""
+    """The full product path: a gateway key with a tenant allowlist, an `auto` route group
+    over two models, SQLite ledger on."""
     return (f"ledger: {{url: 'sqlite:///{ledger_db}'}}\nroutes:\n  - {{name: auto, "
             f"weak: cheap, strong: bench, strong_share: 0.2}}\nmodels:\n"
             f"  - {{name: bench, provider: openai, base_url: '{upstream}/v1'}}\n"
-            f"  - {{name: cheap, provider: openai, base_url: '{upstream}/v1'}}\n")
+            f"  - {{name: cheap, provider: openai, base_url: '{upstream}/v1'}}\n"
+            f"tenants:\n  - {{name: team, models: [bench, cheap]}}\n"
+            f"keys:\n  - {{id: bench, key: {MASTER_KEY}, tenant: team}}\n")
 
 
 def rss_mb(pid: int) -> float:
@@ -125,12 +138,8 @@ def main() -> None:
         f"general_settings:\n  master_key: {MASTER_KEY}\n")
     procs: dict[str, subprocess.Popen] = {}
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    procs["direct"] = subprocess.Popen([sys.executable, str(HERE / "fake_upstream.py"),
-                                        "--port", str(ports["direct"]), "--delay-ms",
-                                        str(args.delay_ms)], **quiet)
-    procs["passthrough"] = subprocess.Popen(
-        [sys.executable, str(HERE / "passthrough.py"), "--port", str(ports["passthrough"]),
-         "--upstream", up], **quiet)
+    procs["direct"], procs["passthrough"] = start_floor(ports["direct"], ports["passthrough"],
+                                                        args.delay_ms)
     for name in ("hg-bare", "hg-full"):
         cfg = tmp / ("bare.yaml" if name == "hg-bare" else "full.yaml")
         procs[name] = start_gateway(cfg, ports[name], env)
@@ -167,13 +176,7 @@ def main() -> None:
         for t in targets:
             print(f"  {t:<12} {rss_start[t]:7.1f} -> {rss_mb(procs[t].pid):7.1f}")
     finally:
-        for p in procs.values():
-            p.terminate()
-        for p in procs.values():
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(list(procs.values()))
         shutil.rmtree(tmp, ignore_errors=True)
 
 

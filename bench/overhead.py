@@ -89,6 +89,29 @@ def start_gateway(config: Path, port: int, env: dict[str, str] | None = None
                             stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
 
 
+def stop_all(procs: list[subprocess.Popen]) -> None:
+    """Terminate every process, killing any that do not exit within 10 s."""
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def start_floor(up_port: int, passthrough_port: int, delay_ms: float = 0.0
+                ) -> tuple[subprocess.Popen, subprocess.Popen]:
+    """The fake upstream and the aiohttp passthrough in front of it, output discarded."""
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    fake = subprocess.Popen([sys.executable, str(HERE / "fake_upstream.py"), "--port",
+                             str(up_port), "--delay-ms", str(delay_ms)], **quiet)
+    passthrough = subprocess.Popen(
+        [sys.executable, str(HERE / "passthrough.py"), "--port", str(passthrough_port),
+         "--upstream", f"http://127.0.0.1:{up_port}"], **quiet)
+    return fake, passthrough
+
+
 def measure(targets: dict[str, tuple[str, str]], conns: list[int], seconds: int,
             rounds: int) -> Results:
     """wrk against each (url, lua script) target, alternating targets within a round so
@@ -148,10 +171,7 @@ def main() -> None:
               f"{os.cpu_count()} CPUs\n")
         print_added(results, list(targets), conns)
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(10)
+        stop_all(procs)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,10 @@ import pytest
 HG = [sys.executable, "-m", "hybridgate.cli.main"]
 
 
-def run(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def run(*args: str, env: dict | None = None, timeout: float = 120,
+        input_text: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([*HG, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+                          env={**os.environ, **(env or {})}, input=input_text)
 
 
 def test_models_list_shows_catalog():

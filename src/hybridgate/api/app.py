@@ -23,6 +23,7 @@ from hybridgate.core.errors import (
     NotFound,
     PayloadTooLarge,
 )
+from hybridgate.gate.auth import KeyTable
 from hybridgate.ledger.recorder import Recorder
 from hybridgate.routing.resolve import Models
 
@@ -53,7 +54,11 @@ def _guard(handler: Handler) -> Handler:
 def create_app(config: Config, models: Models | None = None) -> Starlette:
     models = models if models is not None else Models(config)
     recorder = Recorder(config)
-    api = OpenAIRoutes(models, recorder, config.server.max_body_bytes)
+    keys = KeyTable(config)
+    if not keys.enabled and config.server.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("listening on %s with no gateway keys: anyone who can reach it can use "
+                    "every model; add `keys:` to the config", config.server.host)
+    api = OpenAIRoutes(models, recorder, keys, config.server.max_body_bytes)
 
     async def healthz(request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")

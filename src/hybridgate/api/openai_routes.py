@@ -25,6 +25,7 @@ from hybridgate.core.types import (
     ModelList,
     encode,
 )
+from hybridgate.gate.auth import KeyTable, Principal
 from hybridgate.ledger.recorder import Recorder, Tracker
 from hybridgate.providers.base import Provider
 from hybridgate.routing.resolve import AUTO, Models
@@ -54,10 +55,17 @@ def _cost_header(cost: float | None) -> str:
 
 
 class OpenAIRoutes:
-    def __init__(self, models: Models, recorder: Recorder, max_body_bytes: int) -> None:
+    def __init__(self, models: Models, recorder: Recorder, keys: KeyTable,
+                 max_body_bytes: int) -> None:
         self.models = models
         self.recorder = recorder
+        self.keys = keys
         self.limit = max_body_bytes
+
+    def _caller(self, request: Request) -> Principal:
+        """Before the body is read: a request without a valid key costs us nothing."""
+        h = request.headers
+        return self.keys.authenticate(h.get("authorization"), h.get("x-api-key"))
 
     def _log(self, t: Tracker, status: Any, usage: Any = None) -> None:
         prompt = getattr(usage, "prompt_tokens", None) if usage else None
@@ -107,14 +115,15 @@ class OpenAIRoutes:
             raise
 
     async def chat_completions(self, request: Request) -> Response:
+        who = self._caller(request)
         req = decode(await read_body(request, self.limit), ChatRequest)
-        t = self.recorder.track("chat", req.model, bool(req.stream), req.user)
+        t = self.recorder.track("chat", req.model, bool(req.stream), req.user, who.key_id)
 
         async def work() -> Response:
             check_chat(req)
             self.recorder.check()
             sensitive = request.headers.get("x-hybridgate-residency", "").lower() == "local"
-            provider, decision, text = self.models.pick_chat(req, sensitive)
+            provider, decision, text = self.models.pick_chat(req, sensitive, who.allowed)
             extra: dict[str, str] = {}
             if decision is not None:
                 t.route_score = decision.score
@@ -130,13 +139,15 @@ class OpenAIRoutes:
         return await self._guarded(t, work)
 
     async def completions(self, request: Request) -> Response:
+        who = self._caller(request)
         req = decode(await read_body(request, self.limit), CompletionRequest)
-        t = self.recorder.track("completions", req.model, bool(req.stream), req.user)
+        t = self.recorder.track("completions", req.model, bool(req.stream), req.user,
+                                who.key_id)
 
         async def work() -> Response:
             check_completion(req)
             self.recorder.check()
-            provider = self.models.get(req.model)
+            provider = self.models.get(req.model, who.allowed)
             return await self._serve(t, provider, bool(req.stream), req.wants_usage_chunk,
                                      lambda: provider.complete(req),
                                      lambda: provider.complete_stream(req), None,
@@ -144,19 +155,21 @@ class OpenAIRoutes:
         return await self._guarded(t, work)
 
     async def embeddings(self, request: Request) -> Response:
+        who = self._caller(request)
         req = decode(await read_body(request, self.limit), EmbeddingRequest)
-        t = self.recorder.track("embeddings", req.model, False, req.user)
+        t = self.recorder.track("embeddings", req.model, False, req.user, who.key_id)
 
         async def work() -> Response:
             check_embedding(req)
             self.recorder.check()
-            provider = self.models.get(req.model)
+            provider = self.models.get(req.model, who.allowed)
             return await self._serve(t, provider, False, False, lambda: provider.embed(req),
                                      None)
         return await self._guarded(t, work)
 
     async def feedback(self, request: Request) -> Response:
         """POST /v1/feedback {request_id, score?, preferred_route?}: stored with the row."""
+        who = self._caller(request)
         fb = decode(await read_body(request, self.limit), Feedback)
         if fb.score is None and fb.preferred_route is None:
             raise InvalidRequest("give a score, a preferred_route, or both", param="score")
@@ -164,24 +177,29 @@ class OpenAIRoutes:
             raise InvalidRequest("the ledger is off, so feedback cannot be stored",
                                  code="ledger_disabled")
         if not await self.recorder.ledger.feedback(fb.request_id, fb.score,
-                                                   fb.preferred_route):
+                                                   fb.preferred_route, who.key_id):
             raise NotFound(f"no request with id '{fb.request_id}'", param="request_id")
         return _json(b'{"ok":true}')
 
+    def _cards(self, who: Principal) -> dict[str, ModelCard]:
+        """The models and route names this caller may use, by id."""
+        providers, groups = self.models.visible(who.allowed)
+        cards = {p.name: ModelCard(id=p.name, created=_STARTED, owned_by=p.owned_by)
+                 for p in providers}
+        cards.update((g, ModelCard(id=g, created=_STARTED, owned_by="hybridgate"))
+                     for g in groups)
+        default = self.models.default
+        if AUTO not in cards and default is not None and default in cards:
+            cards[AUTO] = ModelCard(id=AUTO, created=_STARTED, owned_by="hybridgate")
+        return cards
+
     async def list_models(self, request: Request) -> Response:
-        cards = [ModelCard(id=p.name, created=_STARTED, owned_by=p.owned_by)
-                 for p in self.models.providers.values()]
-        cards += [ModelCard(id=g, created=_STARTED, owned_by="hybridgate")
-                  for g in self.models.groups if g != AUTO]
-        if self.models.default is not None or AUTO in self.models.groups:
-            cards.append(ModelCard(id=AUTO, created=_STARTED, owned_by="hybridgate"))
-        return _json(encode(ModelList(data=cards)))
+        cards = self._cards(self._caller(request))
+        return _json(encode(ModelList(data=list(cards.values()))))
 
     async def get_model(self, request: Request) -> Response:
         name = request.path_params["model"]
-        if name in self.models.groups or (name == AUTO and self.models.default is not None):
-            return _json(encode(ModelCard(id=name, created=_STARTED, owned_by="hybridgate")))
-        p = self.models.providers.get(name)
-        if p is None:
+        card = self._cards(self._caller(request)).get(name)
+        if card is None:
             raise ModelNotFound(f"the model '{name}' does not exist", param="model")
-        return _json(encode(ModelCard(id=p.name, created=_STARTED, owned_by=p.owned_by)))
+        return _json(encode(card))

@@ -1,4 +1,4 @@
-"""Entry point: ``hybridgate serve | chat | models``."""
+"""Entry point: ``hybridgate serve | chat | models | report | economics | router | keys``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import uvicorn
 from hybridgate import __version__
 from hybridgate.cli.chat_cmd import chat
 from hybridgate.cli.economics_cmd import economics
+from hybridgate.cli.keys_cmd import keys
 from hybridgate.cli.models_cmd import models, pull_with_progress
 from hybridgate.cli.report_cmd import report
 from hybridgate.cli.router_cmd import router
@@ -119,6 +120,7 @@ cli.add_command(models)
 cli.add_command(report)
 cli.add_command(economics)
 cli.add_command(router)
+cli.add_command(keys)
 
 
 def main() -> None:

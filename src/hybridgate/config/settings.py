@@ -152,6 +152,33 @@ class LedgerConfig(Struct, kw_only=True, forbid_unknown_fields=True):
     hardware: list[dict[str, Any]] = field(default_factory=list)  # extra hardware profiles
 
 
+class Tenant(Struct, kw_only=True, forbid_unknown_fields=True):
+    """A team or customer. ``models`` is its allowlist of configured models (not route
+    groups): a route group serves it only through members on the list. None: all."""
+
+    name: str
+    models: list[str] | None = None
+
+
+class ApiKey(Struct, kw_only=True, forbid_unknown_fields=True):
+    """A gateway key. Give the secret as ``key: ${ENV_VAR}`` or only its hash as
+    ``key_sha256`` (``hybridgate keys new`` prints both); ``id`` is what the ledger shows."""
+
+    id: str
+    key: str | None = None
+    key_sha256: str | None = None
+    tenant: str | None = None  # a name from ``tenants``; none: no allowlist
+
+    def __post_init__(self) -> None:
+        if (self.key is None) == (self.key_sha256 is None):
+            raise ValueError(f"key {self.id!r}: give exactly one of key or key_sha256")
+        if self.key is not None and len(self.key) < 16:
+            raise ValueError(f"key {self.id!r}: the secret must be at least 16 characters")
+        if self.key_sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}",
+                                                            self.key_sha256.lower()):
+            raise ValueError(f"key {self.id!r}: key_sha256 must be 64 hex digits")
+
+
 class Config(Struct, kw_only=True, forbid_unknown_fields=True):
     server: ServerConfig = field(default_factory=ServerConfig)
     models: list[ModelEntry] = field(default_factory=list)
@@ -161,6 +188,10 @@ class Config(Struct, kw_only=True, forbid_unknown_fields=True):
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
     prices: list[PriceOverride] = field(default_factory=list)
     routes: list[RouteGroup] = field(default_factory=list)
+    # Gateway keys: with none, every request is served (a loopback-only default);
+    # with any, /v1/* needs `Authorization: Bearer <key>`.
+    keys: list[ApiKey] = field(default_factory=list)
+    tenants: list[Tenant] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         names = [m.name for m in self.models]
@@ -180,6 +211,23 @@ class Config(Struct, kw_only=True, forbid_unknown_fields=True):
         groups = [g.name for g in self.routes]
         if len(set(groups)) != len(groups):
             raise ValueError("duplicate route group names")
+        self._check_access(names)
+
+    def _check_access(self, names: list[str]) -> None:
+        tenants = [t.name for t in self.tenants]
+        if len(set(tenants)) != len(tenants):
+            raise ValueError("duplicate tenant names")
+        for t in self.tenants:
+            unknown = [m for m in t.models or () if m not in names]
+            if unknown:
+                raise ValueError(f"tenant {t.name!r}: {', '.join(map(repr, unknown))} not in "
+                                 "models (allowlists name models, not route groups)")
+        ids = [k.id for k in self.keys]
+        if len(set(ids)) != len(ids):
+            raise ValueError("duplicate key ids")
+        for k in self.keys:
+            if k.tenant is not None and k.tenant not in tenants:
+                raise ValueError(f"key {k.id!r}: tenant {k.tenant!r} is not in tenants")
 
 
 def default_config(local_model: str = DEFAULT_LOCAL_MODEL, embeddings: bool = True) -> Config:
@@ -235,7 +283,5 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
         raise ConfigError(f"{p}: invalid YAML: {e}") from None
     cfg = parse_config(data, str(p))
     if not cfg.models:
-        base = default_config()
-        cfg = Config(server=cfg.server, models=base.models, default_model=cfg.default_model,
-                     ledger=cfg.ledger, prices=cfg.prices, routes=cfg.routes)
+        cfg = msgspec.structs.replace(cfg, models=default_config().models)
     return cfg

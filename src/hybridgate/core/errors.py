@@ -97,3 +97,19 @@ class UpstreamTimeout(GatewayError):
     status = 504
     type = "upstream_error"
     code = "gateway_timeout"
+
+
+class AuthenticationFailed(GatewayError):
+    """A missing or wrong gateway key: OpenAI answers 401 with this type and code."""
+
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class ModelNotAllowed(GatewayError):
+    """The caller's tenant may not be served by this model (403)."""
+
+    status = 403
+    type = "permission_error"
+    code = "model_not_allowed"

@@ -97,8 +97,8 @@ class Recorder:
         return Costs(cost, baseline, None)
 
     def track(self, endpoint: str, requested_model: str, stream: bool,
-              user: str | None) -> Tracker:
-        return Tracker(self, endpoint, requested_model, stream, user)
+              user: str | None, key_id: str | None = None) -> Tracker:
+        return Tracker(self, endpoint, requested_model, stream, user, key_id)
 
 
 @dataclass(slots=True)
@@ -112,12 +112,13 @@ class Tracker:
     """Everything known about one request, gathered as it goes."""
 
     __slots__ = ("recorder", "id", "ts", "t0", "endpoint", "requested_model", "stream", "user",
-                 "route", "provider", "usage", "ttft", "costs", "tokens_source", "done",
+                 "key_id", "route", "provider", "usage", "ttft", "costs", "tokens_source", "done",
                  "route_score", "route_decision", "route_text")
 
     def __init__(self, recorder: Recorder, endpoint: str, requested_model: str, stream: bool,
-                 user: str | None) -> None:
+                 user: str | None, key_id: str | None = None) -> None:
         self.recorder = recorder
+        self.key_id = key_id
         self.id = new_id("req")
         self.ts = time.time()
         self.t0 = time.perf_counter()
@@ -166,7 +167,8 @@ class Tracker:
         latency = time.perf_counter() - self.t0
         return Record(
             id=self.id, ts=self.ts, requested_model=self.requested_model,
-            endpoint=self.endpoint, status=status, user_id=self.user, route=self.route,
+            endpoint=self.endpoint, status=status, user_id=self.user, key_id=self.key_id,
+            route=self.route,
             provider=self.provider, stream=self.stream, prompt_tokens=prompt,
             cached_tokens=cached, completion_tokens=completion,
             tokens_source=self.tokens_source, latency_ms=latency * 1000,

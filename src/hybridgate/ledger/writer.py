@@ -20,6 +20,7 @@ import os
 import queue
 import threading
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -103,11 +104,12 @@ class Ledger:
         await fut
 
     async def feedback(self, request_id: str, score: float | None,
-                       preferred_route: str | None) -> bool:
-        """Attach feedback to a request's row; False when there is no such request."""
+                       preferred_route: str | None, key_id: str | None = None) -> bool:
+        """Attach feedback to a request's row; False when there is no such request
+        (with ``key_id``: no such request made with that key)."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[bool] = loop.create_future()
-        self._queue.put(_Feedback(request_id, score, preferred_route, loop, fut))
+        self._queue.put(_Feedback(request_id, score, preferred_route, key_id, loop, fut))
         return await fut
 
     def record_nowait(self, rec: Record) -> None:
@@ -154,10 +156,12 @@ class Ledger:
         try:
             if not self.healthy and not self._connect():
                 raise RuntimeError(self.last_error or "ledger unavailable")
-            n = self.store.execute(
-                "UPDATE requests SET feedback_score = COALESCE(?, feedback_score), "
-                "preferred_route = COALESCE(?, preferred_route) WHERE id = ?",
-                (fb.score, fb.preferred_route, fb.request_id))
+            sql = ("UPDATE requests SET feedback_score = COALESCE(?, feedback_score), "
+                   "preferred_route = COALESCE(?, preferred_route) WHERE id = ?")
+            args: tuple[Any, ...] = (fb.score, fb.preferred_route, fb.request_id)
+            if fb.key_id is not None:
+                sql, args = sql + " AND key_id = ?", (*args, fb.key_id)
+            n = self.store.execute(sql, args)
             fb.loop.call_soon_threadsafe(_settle, fb.fut, n > 0, None)
         except Exception as e:
             self._fail(e)
@@ -229,13 +233,15 @@ class Ledger:
 
 
 class _Feedback:
-    __slots__ = ("request_id", "score", "preferred_route", "loop", "fut")
+    __slots__ = ("request_id", "score", "preferred_route", "key_id", "loop", "fut")
 
     def __init__(self, request_id: str, score: float | None, preferred_route: str | None,
-                 loop: asyncio.AbstractEventLoop, fut: asyncio.Future[bool]) -> None:
+                 key_id: str | None, loop: asyncio.AbstractEventLoop,
+                 fut: asyncio.Future[bool]) -> None:
         self.request_id = request_id
         self.score = score
         self.preferred_route = preferred_route
+        self.key_id = key_id
         self.loop = loop
         self.fut = fut
 

@@ -5,12 +5,15 @@ In order, for a request to a route group (e.g. ``auto`` = {weak: local, strong: 
 1. residency: a request tagged sensitive (``x-hybridgate-residency: local``) or in which
    personal data is detected (email, card number, IBAN, US SSN) stays on the group's
    local member; with no local member it is refused (403) rather than sent out;
-2. images or audio: the strong member (the local model reads text only);
-3. context: a prompt that cannot fit the weak local model's context goes strong;
-4. nothing to score (no text): the weak member;
-5. otherwise the router's score against the group's threshold.
+2. tenant allowlist: a member the caller's tenant may not use is never chosen; with one
+   member left, that member (with none, 403);
+3. images or audio: the strong member (the local model reads text only);
+4. context: a prompt that cannot fit the weak local model's context goes strong;
+5. nothing to score (no text): the weak member;
+6. otherwise the router's score against the group's threshold.
 
-Pinned models need no policy: a request naming a model gets that model.
+Pinned models need no policy but the allowlist: a request naming a model gets that
+model, or a 403 if its tenant may not use it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import re
 from dataclasses import dataclass
 
 from hybridgate.config.settings import LocalModel, RouteGroup, TransformersModel
-from hybridgate.core.errors import GatewayError
+from hybridgate.core.errors import GatewayError, ModelNotAllowed
 from hybridgate.core.types import ChatRequest
 from hybridgate.routing.router import Router, RouterFileError
 
@@ -66,7 +69,8 @@ def looks_sensitive(text: str) -> str | None:
 @dataclass(frozen=True)
 class Decision:
     member: str  # "weak" | "strong"
-    reason: str  # "score" | "residency:<kind>" | "images" | "context" | "empty" | "default"
+    # "score" | "residency:<kind>" | "allowlist" | "images" | "context" | "empty" | "default"
+    reason: str
     score: float | None = None
     threshold: float | None = None
 
@@ -96,18 +100,28 @@ class RoutedGroup:
         if self.router is not None and self.threshold is None:
             self.threshold = self.router.threshold_for_share(group.strong_share)
 
-    def decide(self, req: ChatRequest, sensitive: bool) -> tuple[Decision, str]:
-        """Returns (decision, the text that was scored or inspected)."""
+    def decide(self, req: ChatRequest, sensitive: bool,
+               allowed: frozenset[str] | None = None) -> tuple[Decision, str]:
+        """Returns (decision, the text that was scored or inspected). ``allowed``: the
+        models the caller's tenant may use (None: any)."""
+        g = self.group
+        ok_weak = allowed is None or g.weak in allowed
+        ok_strong = allowed is None or g.strong in allowed
+        if not (ok_weak or ok_strong):
+            raise ModelNotAllowed(f"this key's tenant may use neither member of route "
+                                  f"'{g.name}' ({g.weak}, {g.strong})", param="model")
         text, has_media = _request_text(req)
         kind = "tagged" if sensitive else looks_sensitive(text)
         if kind:
-            if self.weak_local:
+            if self.weak_local and ok_weak:
                 return Decision("weak", f"residency:{kind}"), text
-            if self.strong_local:
+            if self.strong_local and ok_strong:
                 return Decision("strong", f"residency:{kind}"), text
             raise ResidencyViolation(
-                f"the request carries personal data ({kind}) and route '{self.group.name}' "
-                "has no local model to keep it on-premises")
+                f"the request carries personal data ({kind}) and route '{g.name}' "
+                "has no local model (that this key may use) to keep it on-premises")
+        if not (ok_weak and ok_strong):
+            return Decision("weak" if ok_weak else "strong", "allowlist"), text
         if has_media:
             return Decision("strong", "images"), text
         if self.weak_ctx is not None:

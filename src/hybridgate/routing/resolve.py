@@ -20,7 +20,12 @@ from hybridgate.config.settings import (
     OpenAIModel,
     TransformersModel,
 )
-from hybridgate.core.errors import GatewayError, ModelNotFound, UpstreamUnavailable
+from hybridgate.core.errors import (
+    GatewayError,
+    ModelNotAllowed,
+    ModelNotFound,
+    UpstreamUnavailable,
+)
 from hybridgate.core.types import ChatRequest
 from hybridgate.providers.base import Provider
 from hybridgate.routing.policy import Decision, RoutedGroup
@@ -106,7 +111,9 @@ class Models:
     def ready(self) -> bool:
         return all(p.ready for p in self.providers.values() if p.name not in self.load_errors)
 
-    def get(self, name: str) -> Provider:
+    def get(self, name: str, allowed: frozenset[str] | None = None) -> Provider:
+        """The provider a request naming ``name`` gets; ``allowed``: the models the
+        caller's tenant may use (None: any)."""
         if name in self.groups:  # only chat is routed; other endpoints use the weak member
             name = self.groups[name].group.weak
         if name == AUTO:
@@ -116,6 +123,9 @@ class Models:
         p = self.providers.get(name)
         if p is None:
             raise ModelNotFound(f"the model '{name}' does not exist", param="model")
+        if allowed is not None and name not in allowed:
+            raise ModelNotAllowed(f"this key's tenant is not allowed to use the model "
+                                  f"'{name}'", param="model")
         if not p.ready:
             why = self.load_errors.get(name)
             raise UpstreamUnavailable(
@@ -123,11 +133,21 @@ class Models:
                 f"model '{name}' is still loading; retry shortly")
         return p
 
-    def pick_chat(self, req: ChatRequest, sensitive: bool = False
+    def pick_chat(self, req: ChatRequest, sensitive: bool = False,
+                  allowed: frozenset[str] | None = None
                   ) -> tuple[Provider, Decision | None, str]:
         """One provider per chat request: (provider, routing decision, scored text)."""
         group = self.groups.get(req.model)
         if group is None:
-            return self.get(req.model), None, ""
-        decision, text = group.decide(req, sensitive)
-        return self.get(group.member(decision)), decision, text
+            return self.get(req.model, allowed), None, ""
+        decision, text = group.decide(req, sensitive, allowed)
+        return self.get(group.member(decision), allowed), decision, text
+
+    def visible(self, allowed: frozenset[str] | None) -> tuple[list[Provider], list[str]]:
+        """What /v1/models lists for a caller: the models it may use, and the route
+        groups with at least one member it may use."""
+        if allowed is None:
+            return list(self.providers.values()), list(self.groups)
+        return ([p for n, p in self.providers.items() if n in allowed],
+                [n for n, g in self.groups.items()
+                 if g.group.weak in allowed or g.group.strong in allowed])

@@ -1,0 +1,1 @@
+"""Governance between the wire and the router: who is asking and what they may use."""
