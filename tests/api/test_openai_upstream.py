@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
+import sqlite3
 import time
 
 import openai
@@ -142,7 +144,7 @@ def test_stream_error_before_first_chunk_is_http_error(client, fake_openai):
     assert e.value.status_code == 502
 
 
-def test_client_disconnect_cancels_upstream(gateway, fake_openai):
+def test_client_disconnect_cancels_upstream(gateway, fake_openai, ledger_path):
     fake_openai.faults.append(Fault(chunk_delay=0.2))
     words = " ".join(f"w{i}" for i in range(40))
     body = json.dumps({"model": "gpt-fake", "stream": True,
@@ -155,7 +157,15 @@ def test_client_disconnect_cancels_upstream(gateway, fake_openai):
         got = b""
         while b"data:" not in got:
             got += s.recv(4096)
+    rid = re.search(rb"x-request-id: (\S+)", got, re.I).group(1).decode()
     deadline = time.time() + 5
     while fake_openai.disconnects == 0 and time.time() < deadline:
         time.sleep(0.05)
     assert fake_openai.disconnects == 1
+    status = None
+    while status is None and time.time() < deadline:  # the row says the client left
+        with sqlite3.connect(ledger_path) as db:
+            found = db.execute("SELECT status FROM requests WHERE id = ?", (rid,)).fetchone()
+        status = found and found[0]
+        time.sleep(0.05)
+    assert status == 499

@@ -7,11 +7,13 @@ ends with a 503 error event instead.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from starlette.responses import StreamingResponse
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
 
 from hybridgate.api.errors import error_body
 from hybridgate.core.errors import GatewayError
@@ -98,8 +100,61 @@ async def _frames(first: Any, rest: AsyncIterator[Any], include_usage: bool,
         on_end(usage, status)
 
 
+class EventStream(Response):
+    """Send ``frames`` as they come; stop them the moment the client goes away.
+
+    Starlette's StreamingResponse does the same with an anyio task group per response
+    (uvicorn speaks ASGI 2.3); in a py-spy profile of streaming at 100 in flight that
+    machinery cost more than our own per-chunk work. Here one waiter on ``receive``
+    cancels this task on ``http.disconnect``, and the cancellation runs the frames'
+    cleanup (the ledger row, closing the upstream connection).
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(self, frames: AsyncIterator[bytes], headers: dict[str, str]) -> None:
+        self.frames = frames
+        self.status_code = 200
+        self.background = None
+        self.init_headers({**SSE_HEADERS, **headers})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        task = asyncio.current_task()
+        state = {"streaming": True, "gone": False}
+
+        def on_message(waiter: asyncio.Future[Message]) -> None:
+            # uvicorn also answers http.disconnect once the response is complete: only a
+            # disconnect while we are still streaming is the client leaving.
+            if waiter.cancelled() or waiter.exception() is not None or not state["streaming"]:
+                return
+            if waiter.result()["type"] == "http.disconnect" and task is not None:
+                state["gone"] = True
+                task.cancel()
+
+        waiter = asyncio.ensure_future(receive())
+        waiter.add_done_callback(on_message)
+        try:
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": self.raw_headers})
+            async for frame in self.frames:
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+            state["streaming"] = False
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not state["gone"] or task is None:
+                raise
+            task.uncancel()  # we cancelled ourselves because the client left: done
+        finally:
+            state["streaming"] = False
+            if not waiter.done():
+                waiter.cancel()
+            # Left early (cancelled between frames): finish the frames' own cleanup now
+            # rather than whenever the generator is collected. A no-op once exhausted.
+            await self.frames.aclose()  # type: ignore[attr-defined]
+
+
 def sse_response(first: Any, rest: AsyncIterator[Any], include_usage: bool, tracker: Tracker,
                  on_end: Callable[[Any, str], None], headers: dict[str, str],
-                 prompt_chars: Callable[[], int] | None = None) -> StreamingResponse:
-    return StreamingResponse(_frames(first, rest, include_usage, tracker, on_end, prompt_chars),
-                             media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
+                 prompt_chars: Callable[[], int] | None = None) -> EventStream:
+    return EventStream(_frames(first, rest, include_usage, tracker, on_end, prompt_chars),
+                       headers)

@@ -29,24 +29,46 @@ class JsonFormatter(logging.Formatter):
 
 
 _listener: logging.handlers.QueueListener | None = None
+_queue_handler: logging.Handler | None = None
+_out: logging.StreamHandler | None = None  # type: ignore[type-arg]
+_json = False
 
 
 def configure_logging(fmt: str = "text", level: int = logging.INFO) -> None:
-    global _listener
+    global _listener, _queue_handler, _out, _json
+    _json = fmt == "json"
     out = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         out.setFormatter(JsonFormatter())
     else:
         out.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    if _listener is not None:
-        _listener.stop()
+    stop_logging()
     q: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     _listener = logging.handlers.QueueListener(q, out)
     _listener.start()
-    atexit.register(_listener.stop)
     root = logging.getLogger()
-    root.handlers[:] = [logging.handlers.QueueHandler(q)]
+    _queue_handler, _out = logging.handlers.QueueHandler(q), out
+    root.handlers[:] = [_queue_handler]
     root.setLevel(level)
+
+
+def stop_logging() -> None:
+    """Drain the queue to stderr and stop its thread (at exit, or before reconfiguring)."""
+    global _listener
+    if _listener is not None:
+        _listener.stop()
+        _listener = None
+
+
+atexit.register(stop_logging)
+
+
+def _direct_output(logger: logging.Logger) -> logging.StreamHandler | None:  # type: ignore[type-arg]
+    """The stream handler behind configure_logging's queue, if that is still the only way
+    out for ``logger``; a batch of lines can then be written with one call."""
+    if _out is None or logger.handlers or not logger.propagate:
+        return None
+    return _out if logging.getLogger().handlers == [_queue_handler] else None
 
 
 class AccessLog:
@@ -54,13 +76,17 @@ class AccessLog:
 
     The handler only appends a tuple to a deque (thread-safe, ~0.1 µs); a background
     thread turns the tuples into log records every 50 ms, keeping each request's own
-    timestamp. Profiling showed the logging machinery itself (record, format, queue) at
-    ~10% of a proxied request's CPU when called inline.
+    timestamp, and writes each batch with one call. Profiling showed the logging
+    machinery (record, format, queue) at ~10% of a proxied request's CPU when called
+    inline, and a write and flush per line at ~8% of the process at 4,000 req/s even
+    from its own thread (it competes for the GIL).
     """
 
     def __init__(self, name: str = "hybridgate.request", interval: float = 0.05) -> None:
         self.logger = logging.getLogger(name)
         self.interval = interval
+        self._second: tuple[int, bool] = (-1, False)  # last second formatted (and mode)
+        self._stamp = ""
         self._pending: collections.deque[tuple[float, str, tuple]] = collections.deque()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -86,16 +112,53 @@ class AccessLog:
             self.flush()
 
     def flush(self) -> None:
+        """Write what is pending, yielding the GIL every few lines: a thread that formats
+        a 50 ms batch in one go holds it for up to the 5 ms switch interval, which showed
+        up as p99 latency on the event loop."""
+        out = _direct_output(self.logger)
+        direct = out is not None and not self.logger.filters
+        lines: list[str] = []
+        n = 0
         while self._pending:
             try:
                 created, fmt, args = self._pending.popleft()
             except IndexError:
-                return
-            record = self.logger.makeRecord(self.logger.name, logging.INFO, __file__, 0, fmt,
-                                            args, None)
-            record.created = created
-            record.msecs = (created - int(created)) * 1000
-            self.logger.handle(record)
+                break
+            if direct:
+                lines.append(self._line(created, fmt % args))
+            else:
+                record = self.logger.makeRecord(self.logger.name, logging.INFO, __file__, 0,
+                                                fmt, args, None)
+                record.created = created
+                record.msecs = (created - int(created)) * 1000
+                self.logger.handle(record)
+            n += 1
+            if n % 16 == 0:
+                time.sleep(0)  # let the event loop's thread run
+        if out is not None and lines:
+            self._write(out, "".join(lines))
+
+    def _line(self, created: float, msg: str) -> str:
+        """What configure_logging's formatter would print, without a LogRecord (a third
+        of this thread's time went to making and formatting records)."""
+        sec = int(created)
+        if (sec, _json) != self._second:
+            self._second = (sec, _json)
+            self._stamp = (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) if _json else
+                           time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(sec)))
+        if _json:
+            return json.dumps({"ts": self._stamp, "level": "info", "logger": self.logger.name,
+                               "msg": msg}) + "\n"
+        return f"{self._stamp},{int((created - sec) * 1000):03d} INFO {self.logger.name} {msg}\n"
+
+    @staticmethod
+    def _write(out: logging.StreamHandler, text: str) -> None:  # type: ignore[type-arg]
+        with out.lock:  # type: ignore[union-attr]
+            try:
+                out.stream.write(text)
+                out.stream.flush()
+            except (OSError, ValueError):
+                pass  # stderr gone (closed pipe at shutdown): lose log lines, not requests
 
 
 access_log = AccessLog()

@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import msgspec
+from yarl import URL
 
 from hybridgate.core.errors import (
     GatewayError,
@@ -79,7 +80,11 @@ class Upstream:
                  timeout: float, connect_timeout: float) -> None:
         self.provider = provider
         self.base_url = base_url.rstrip("/")
-        self.headers = headers
+        # Every call posts JSON: as a session default, aiohttp merges no per-call headers.
+        self.headers = dict(headers)
+        if not any(k.lower() == "content-type" for k in headers):
+            self.headers["content-type"] = "application/json"
+        self._urls: dict[str, URL] = {}  # parsed once per path, not per request
         self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout,
                                              sock_read=timeout)
         self.session: aiohttp.ClientSession | None = None
@@ -100,12 +105,16 @@ class Upstream:
             raise UpstreamUnavailable(f"upstream {self.provider} is not started")
         return self.session
 
+    def _url(self, path: str) -> URL:
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = URL(self.base_url + path)
+        return url
+
     async def post_json(self, path: str, body: bytes) -> bytes:
         """POST and return the 2xx body; every failure becomes a GatewayError."""
         try:
-            async with self._session().post(
-                    self.base_url + path, data=body,
-                    headers={"content-type": "application/json"}) as resp:
+            async with self._session().post(self._url(path), data=body) as resp:
                 data = await resp.read()
                 if resp.status >= 300:
                     raise status_error(self.provider, resp.status, data, resp.headers)
@@ -124,9 +133,8 @@ class Upstream:
         reading the rest, so the upstream sees the disconnect and stops generating.
         """
         try:
-            resp = await self._session().post(
-                self.base_url + path, data=body,
-                headers={"content-type": "application/json", "accept": "text/event-stream"})
+            resp = await self._session().post(self._url(path), data=body,
+                                              headers={"accept": "text/event-stream"})
         except (TimeoutError, aiohttp.ClientError) as e:
             raise transport_error(self.provider, e) from None
         try:
