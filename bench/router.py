@@ -19,21 +19,26 @@ from pathlib import Path
 
 import numpy as np
 
-from hybridgate.routing.labels import drop_contaminated, read_labels, split
+from hybridgate.routing.labels import Labels, drop_contaminated, read_labels, split
 from hybridgate.routing.metrics import curve, oracle_scores, random_curve
 from hybridgate.routing.router import Router
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "routellm"
+
+
+def fixed_split(data: Path) -> tuple[Labels, Labels]:
+    """The documented MMLU train/test split, contaminated prompts dropped."""
+    labels = drop_contaminated(read_labels([data / "mmlu"]),
+                               data / "mmlu-contaminated_prompts.jsonl")
+    return split(labels)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" /
-                                          "data" / "routellm"))
+    ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--minilm", action="store_true")
     args = ap.parse_args()
-    data = Path(args.data)
-    labels = drop_contaminated(read_labels([data / "mmlu"]),
-                               data / "mmlu-contaminated_prompts.jsonl")
-    tr, te = split(labels)
+    tr, te = fixed_split(Path(args.data))
     gain_tr = tr.strong.astype(float) - tr.weak.astype(float)
     results: dict[str, np.ndarray | None] = {}
 

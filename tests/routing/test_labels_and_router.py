@@ -13,14 +13,42 @@ ROUTELLM = SHARED_DATA / "routellm"
 def test_bad_labels_name_file_and_line(tmp_path):
     f = tmp_path / "x.csv"
     f.write_text("prompt,weak,strong\nq1,True,False\nq2,maybe,True\n")
-    with pytest.raises(LabelsError, match=r"x\.csv:3: weak must be true/false"):
+    with pytest.raises(LabelsError, match=r"x\.csv:3: weak must be true/false or a number"):
         read_labels([f])
     f.write_text("prompt,weak\n")
     with pytest.raises(LabelsError, match=r"x\.csv:1"):
         read_labels([f])
     f.write_text("prompt,weak,strong,extra\nq1,True,False,ignored\nq2,1,0,x\n")
     labels = read_labels([f])
-    assert labels.weak.tolist() == [True, True] and labels.strong.tolist() == [False, False]
+    assert labels.weak.tolist() == [1.0, 1.0] and labels.strong.tolist() == [0.0, 0.0]
+    f.write_text("prompt,weak,strong\nq1,nan,1\n")
+    with pytest.raises(LabelsError, match=r"x\.csv:2: weak"):
+        read_labels([f])
+
+
+def test_judge_scores_are_rescaled_together(tmp_path):
+    """MT-Bench style 1-10 scores: one affine map for both columns, so PGR is the same."""
+    f = tmp_path / "judged.csv"
+    f.write_text("prompt,weak,strong\nq1,2,10\nq2,6,8\nq3,9,9\n")
+    labels = read_labels([f])
+    assert labels.weak.tolist() == pytest.approx([0.0, 0.5, 0.875])
+    assert labels.strong.tolist() == pytest.approx([1.0, 0.75, 0.875])
+    raw_w, raw_s = np.array([2.0, 6, 9]), np.array([10.0, 8, 9])
+    scores = np.array([0.3, 0.9, 0.1])
+    assert curve(scores, labels.weak, labels.strong).apgr == pytest.approx(
+        curve(scores, raw_w, raw_s).apgr)
+
+
+def test_training_on_scores_ranks_like_the_scores(tmp_path):
+    """Soft labels: prompts whose strong score beats the weak one by more rank higher."""
+    rows = ["prompt,weak,strong"]
+    for i in range(40):
+        rows.append(f"prove the theorem number {i},0.2,0.9")
+        rows.append(f"say hello to friend {i},0.8,0.8")
+    f = tmp_path / "s.csv"
+    f.write_text("\n".join(rows) + "\n")
+    r = train(read_labels([f]))
+    assert r.score("prove the theorem number 99") > r.score("say hello to friend 99")
 
 
 @pytest.fixture(scope="module")

@@ -42,5 +42,5 @@ def feedback_labels(store: Store) -> Labels:
         prompts.append(text)
         weak.append(want == "weak")
         strong.append(True)
-    return Labels(prompts, np.array(weak, bool), np.array(strong, bool),
+    return Labels(prompts, np.array(weak, float), np.array(strong, float),
                   ["feedback"] * len(prompts))

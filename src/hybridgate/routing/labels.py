@@ -1,8 +1,11 @@
 """Labelled routing data in RouteLLM's CSV format, and the fixed MMLU split.
 
 A CSV row is: prompt, the weak model's correctness, the strong model's correctness
-(extra columns ignored). A directory means every ``*.csv`` inside; the file name is the
-row's group (the MMLU subject).
+(extra columns ignored). Correctness is true/false (1/0, yes/no) or a score, such as an
+LLM judge's 1-10: a file with scores outside 0..1 is rescaled to 0..1 by its own lowest
+and highest score (the same affine map for both columns, so PGR is unchanged). A
+directory means every ``*.csv`` inside; the file name is the row's group (the MMLU
+subject).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ class LabelsError(ValueError):
 @dataclass
 class Labels:
     prompts: list[str]
-    weak: np.ndarray  # bool: the weak model answered correctly
+    weak: np.ndarray  # float in 0..1: the weak model's correctness (1.0: right)
     strong: np.ndarray
     groups: list[str]  # file stem, e.g. mmlu_anatomy
 
@@ -40,13 +43,20 @@ class Labels:
                       [self.groups[i] for i in idx])
 
 
-def _bool(value: str, path: Path, line: int, column: str) -> bool:
+def _value(value: str, path: Path, line: int, column: str) -> float:
     v = value.strip().lower()
     if v in TRUE:
-        return True
+        return 1.0
     if v in FALSE:
-        return False
-    raise LabelsError(f"{path}:{line}: {column} must be true/false, got {value!r}")
+        return 0.0
+    try:
+        x = float(v)
+    except ValueError:
+        x = float("nan")
+    if not np.isfinite(x):
+        raise LabelsError(f"{path}:{line}: {column} must be true/false or a number, "
+                          f"got {value!r}")
+    return x
 
 
 def read_csv(path: Path) -> Labels:
@@ -64,10 +74,13 @@ def read_csv(path: Path) -> Labels:
             if len(row) < 3:
                 raise LabelsError(f"{path}:{line}: expected 3 columns, got {len(row)}")
             prompts.append(row[0])
-            weak.append(_bool(row[1], path, line, header[1] or "column 2"))
-            strong.append(_bool(row[2], path, line, header[2] or "column 3"))
-    return Labels(prompts, np.array(weak, bool), np.array(strong, bool),
-                  [path.stem] * len(prompts))
+            weak.append(_value(row[1], path, line, header[1] or "column 2"))
+            strong.append(_value(row[2], path, line, header[2] or "column 3"))
+    w, st = np.array(weak, float), np.array(strong, float)
+    if len(w) and (min(w.min(), st.min()) < 0 or max(w.max(), st.max()) > 1):
+        lo, hi = min(w.min(), st.min()), max(w.max(), st.max())
+        w, st = (w - lo) / (hi - lo), (st - lo) / (hi - lo)
+    return Labels(prompts, w, st, [path.stem] * len(prompts))
 
 
 def read_labels(paths: list[str | Path]) -> Labels:

@@ -138,10 +138,21 @@ def train(labels: Labels, weights: np.ndarray | None = None, C: float = 1.0,
     xs = hstack([x, csr_matrix((s - mean) / std)]).tocsr()
 
     def logistic(y: np.ndarray) -> np.ndarray:
-        if y.all() or not y.any():  # one class only: a constant model
-            p = 0.999 if y.all() else 0.001
+        """P(right | x); a score y in 0..1 counts as y of a right answer and 1 - y of a
+        wrong one (each prompt twice, weighted), which for 0/1 labels is plain LR."""
+        if (y >= 1).all() or (y <= 0).all():  # one class only: a constant model
+            p = 0.999 if (y >= 1).all() else 0.001
             return np.concatenate([np.zeros(xs.shape[1]), [np.log(p / (1 - p))]])
-        m = LogisticRegression(C=C, max_iter=3000).fit(xs, y, sample_weight=weights)
+        w = np.ones(len(y)) if weights is None else weights
+        soft = (y > 0) & (y < 1)
+        if soft.any():
+            rows = np.concatenate([np.arange(len(y)), np.nonzero(soft)[0]])
+            target = np.concatenate([y > 0, np.zeros(soft.sum(), bool)])
+            sw = np.concatenate([w * np.where(soft, y, 1.0), (w * (1 - y))[soft]])
+            m = LogisticRegression(C=C, max_iter=3000).fit(xs[rows], target,
+                                                           sample_weight=sw)
+        else:
+            m = LogisticRegression(C=C, max_iter=3000).fit(xs, y > 0, sample_weight=w)
         return np.concatenate([m.coef_[0], m.intercept_])
 
     w_strong, w_weak = logistic(labels.strong), logistic(labels.weak)
