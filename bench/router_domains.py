@@ -2,12 +2,15 @@
 
 1. MMLU, leave one category out: for each of MMLU's four categories (Hendrycks et al.:
    STEM, humanities, social sciences, other), train a router on the fixed train split
-   without that category's subjects and score the category's test questions. Beside
-   it: the shipped router (which saw every subject), prompt length, random.
+   without that category's subjects and score the category's test questions; then with
+   300 of the category's training questions added back (a team's own labels). Beside
+   them: the shipped router (which saw every subject), prompt length, random.
 2. MT-Bench (80 questions x 2 turns, GPT-4 judge scores 1-10 for Mixtral-8x7B and
    GPT-4-1106, from RouteLLM's files): a new domain (open-ended writing, roleplay,
    coding, maths) with graded rather than right/wrong answers. The labels go through
-   ``hybridgate router eval``'s own reader (scores rescaled to 0..1).
+   ``hybridgate router eval``'s own reader (scores rescaled to 0..1). Then the same
+   with a few of the domain's own labels mixed into training (what feedback retraining
+   does), scored by 5-fold cross-validation over questions.
 
     python bench/router_domains.py [--data ../shared/data/routellm] [--csv mt_bench.csv]
 """
@@ -42,6 +45,9 @@ STEM = {"abstract_algebra", "astronomy", "college_biology", "college_chemistry",
         "elementary_mathematics", "high_school_biology", "high_school_chemistry",
         "high_school_computer_science", "high_school_mathematics", "high_school_physics",
         "high_school_statistics", "machine_learning"}
+
+
+FEW = 300  # labelled questions of the unseen category, as a team's feedback might give
 
 
 def category(group: str) -> str:
@@ -93,6 +99,23 @@ def mt_bench_csv(data: Path, out: Path) -> int:
     return n
 
 
+def with_own_labels(base: Labels, domain: Labels, folds: int = 5,
+                    weight: float = 5.0) -> np.ndarray:
+    """What ``router train --from-ledger`` does with a domain's own labels: train on the
+    MMLU split plus the other folds of the domain (weighted like feedback), score the
+    held-out fold. Folds are by question (rows come in turn pairs)."""
+    fold = (np.arange(len(domain)) // 2) % folds
+    scores = np.zeros(len(domain))
+    for k in range(folds):
+        own = domain.subset(np.nonzero(fold != k)[0])
+        both = Labels(base.prompts + own.prompts, np.concatenate([base.weak, own.weak]),
+                      np.concatenate([base.strong, own.strong]), base.groups + own.groups)
+        w = np.concatenate([np.ones(len(base)), np.full(len(own), weight)])
+        held = np.nonzero(fold == k)[0]
+        scores[held] = train(both, w).score_many([domain.prompts[i] for i in held])
+    return scores
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", default=str(DATA))
@@ -111,6 +134,10 @@ def main() -> None:
         print(f"{name}: {len(held)} test questions, {int((cat_tr != name).sum())} "
               "training questions from the other categories")
         print(row("router, category unseen", router.score_many(held.prompts), held))
+        few = rng.choice(np.nonzero(cat_tr == name)[0], FEW, replace=False)
+        mixed = train(tr.subset(np.concatenate([np.nonzero(cat_tr != name)[0], few])))
+        print(row(f"router, unseen + {FEW} of its labels", mixed.score_many(held.prompts),
+                  held))
         print(row("shipped router (saw it)", shipped.score_many(held.prompts), held))
         print(row("prompt length", np.array([len(p) for p in held.prompts], float), held))
         print(random_row(held, rng))
@@ -123,6 +150,7 @@ def main() -> None:
     print(row("shipped router", shipped.score_many(mt.prompts), mt))
     print(row("prompt length", np.array([len(p) for p in mt.prompts], float), mt))
     print(random_row(mt, rng))
+    print(row("router + MT-Bench labels (5-fold)", with_own_labels(tr, mt), mt))
     oracle = curve(mt.strong - mt.weak, mt.weak, mt.strong)
     print(f"  {'oracle':<34} APGR {oracle.apgr:6.3f}   CPT(50%) {oracle.cpt(0.5):6.1%}")
 
