@@ -16,7 +16,7 @@ class Record(Struct, kw_only=True, array_like=False):
     requested_model: str
     endpoint: str  # chat | completions | embeddings
     status: int  # HTTP status the client got (499: client went away)
-    key_id: str | None = None  # the gateway key, once auth exists
+    key_id: str | None = None  # the gateway key's id (None: keys are off)
     user_id: str | None = None  # the request's `user` field
     route: str | None = None  # the model that served it
     provider: str | None = None  # local | openai | anthropic | embeddings
