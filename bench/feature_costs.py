@@ -10,6 +10,7 @@ With ``direct`` (the fake upstream) and ``passthrough`` (bench/passthrough.py, t
 Starlette + aiohttp floor) beside them. wrk, alternating targets, medians of rounds.
 
     python bench/feature_costs.py [--seconds 3] [--rounds 2] [--conns 1,100] [--stream]
+                                  [--workers N]
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--conns", default="1,100")
     ap.add_argument("--stream", action="store_true")
+    ap.add_argument("--workers", type=int, default=1, help="worker processes per gateway")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")
@@ -77,7 +79,8 @@ def main() -> None:
         cfg = tmp / f"{name.strip('+').replace('+', '-')}.yaml"
         cfg.write_text(text)
         ports[name] = free_port()
-        procs[name] = start_gateway(cfg, ports[name], {"HYBRIDGATE_HOME": str(tmp)})
+        procs[name] = start_gateway(cfg, ports[name], {"HYBRIDGATE_HOME": str(tmp)},
+                                    args.workers)
     try:
         wait_http(f"http://127.0.0.1:{ports['passthrough']}/", 30)
         for name in configs(up, tmp).keys():
@@ -90,7 +93,7 @@ def main() -> None:
         results = measure(targets, conns, args.seconds, args.rounds)
         mode = "streaming" if args.stream else "non-streaming"
         print(f"\n{mode}: wrk -t1, {args.rounds} rounds x {args.seconds}s, medians; "
-              f"{os.cpu_count()} CPUs\n")
+              f"{os.cpu_count()} CPUs; {args.workers} worker(s) per gateway\n")
         print_added(results, list(targets), conns)
     finally:
         stop_all(list(procs.values()))

@@ -81,12 +81,13 @@ def run_wrk(url: str, conns: int, seconds: int, script: str) -> dict[str, float]
 Results = dict[tuple[str, int], list[dict[str, float]]]
 
 
-def start_gateway(config: Path, port: int, env: dict[str, str] | None = None
-                  ) -> subprocess.Popen:
+def start_gateway(config: Path, port: int, env: dict[str, str] | None = None,
+                  workers: int = 1) -> subprocess.Popen:
     """``hybridgate serve`` in its own process, output discarded."""
     return subprocess.Popen([sys.executable, "-m", "hybridgate.cli.main", "serve", "--config",
-                             str(config), "--port", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+                             str(config), "--port", str(port), "--workers", str(workers)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, **(env or {})})
 
 
 def stop_all(procs: list[subprocess.Popen]) -> None:
