@@ -56,3 +56,19 @@ def test_router_file_errors(tmp_path):
 
 def test_strong_share_threshold_is_calibrated():
     assert group(strong_share=0.1).threshold > group(strong_share=0.5).threshold
+
+
+def test_tenant_allowlist_narrows_the_group():
+    g = group(threshold=-100.0)  # the score alone would send everything strong
+    only_local = frozenset({"local"})
+    d = g.decide(req("Explain quantum chromodynamics."), False, only_local)[0]
+    assert (d.member, d.reason) == ("weak", "allowlist")
+    # residency outranks the allowlist, but only among allowed members
+    assert g.decide(req("mail bob@corp.io"), False, only_local)[0].reason == "residency:email"
+    with pytest.raises(ResidencyViolation):
+        g.decide(req("mail bob@corp.io"), False, frozenset({"gpt"}))
+    d = g.decide(req("hello"), False, frozenset({"gpt"}))[0]
+    assert (d.member, d.reason) == ("strong", "allowlist")
+    from hybridgate.core.errors import ModelNotAllowed
+    with pytest.raises(ModelNotAllowed):
+        g.decide(req("hello"), False, frozenset({"other"}))
