@@ -16,48 +16,26 @@ Starlette + aiohttp floor) beside them. wrk, alternating targets, medians of rou
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+from gateway_vs_litellm import full_config, hg_config, script
 from overhead import (
     free_port,
-    measure,
-    print_added,
+    run_table,
     start_floor,
     start_gateway,
     stop_all,
     wait_http,
 )
 
-KEY = "sk-bench-feature-key"
-
 
 def configs(upstream: str, ledger_db: Path) -> dict[str, str]:
-    models = (f"models:\n  - {{name: bench, provider: openai, base_url: '{upstream}/v1'}}\n"
-              f"  - {{name: cheap, provider: openai, base_url: '{upstream}/v1'}}\n")
-    keys = (f"tenants:\n  - {{name: team, models: [bench, cheap]}}\n"
-            f"keys:\n  - {{id: bench, key: {KEY}, tenant: team}}\n")
-    route = "routes:\n  - {name: auto, weak: cheap, strong: bench, strong_share: 0.2}\n"
-    off = "ledger: {enabled: false}\n"
-    return {"bare": off + models, "+key": off + models + keys,
-            "+key+router": off + models + keys + route,
-            "full": f"ledger: {{url: 'sqlite:///{ledger_db}'}}\n" + models + keys + route}
-
-
-def script(model: str, stream: bool, tmp: Path) -> str:
-    body: dict = {"model": model, "messages": [{"role": "user", "content": "Hello there! "
-                                                "What is the capital of France?"}]}
-    if stream:
-        body["stream"] = True
-    path = tmp / f"{model}-{int(stream)}.lua"
-    path.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                    f'wrk.headers["Authorization"] = "Bearer {KEY}"\n'
-                    f"wrk.body = {json.dumps(json.dumps(body))}\n")
-    return str(path)
+    return {"bare": hg_config(upstream), "+key": hg_config(upstream, key=True),
+            "+key+router": hg_config(upstream, key=True, router=True),
+            "full": full_config(upstream, ledger_db)}
 
 
 def main() -> None:
@@ -87,14 +65,11 @@ def main() -> None:
             wait_http(f"http://127.0.0.1:{ports[name]}/healthz", 60)
         targets = {n: (f"http://127.0.0.1:{p}/v1/chat/completions",
                        script("auto" if "router" in n or n == "full" else "bench",
-                              args.stream, tmp))
+                              args.stream))
                    for n, p in ports.items()}
-        conns = [int(c) for c in args.conns.split(",")]
-        results = measure(targets, conns, args.seconds, args.rounds)
-        mode = "streaming" if args.stream else "non-streaming"
-        print(f"\n{mode}: wrk -t1, {args.rounds} rounds x {args.seconds}s, medians; "
-              f"{os.cpu_count()} CPUs; {args.workers} worker(s) per gateway\n")
-        print_added(results, list(targets), conns)
+        run_table(targets, [int(c) for c in args.conns.split(",")], args.seconds,
+                  args.rounds, "streaming" if args.stream else "non-streaming",
+                  f"; {args.workers} worker(s) per gateway")
     finally:
         stop_all(list(procs.values()))
         shutil.rmtree(tmp, ignore_errors=True)

@@ -22,7 +22,6 @@ target before and after. Time to first token at one in flight from a small clien
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -35,38 +34,42 @@ from pathlib import Path
 from overhead import (
     HERE,
     free_port,
-    measure,
-    print_added,
+    run_table,
     start_floor,
     start_gateway,
     stop_all,
     wait_http,
+    wrk_script,
 )
 
 MASTER_KEY = "sk-bench-master-key"
 PROMPT = "Hello there! What is the capital of France and why is it famous?"
 
 
-def script(model: str, stream: bool, tmp: Path) -> str:
-    body = {"model": model, "messages": [{"role": "user", "content": PROMPT}]}
-    if stream:
-        body["stream"] = True
-    path = tmp / f"{model}-{int(stream)}.lua"
-    path.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                    f'wrk.headers["Authorization"] = "Bearer {MASTER_KEY}"\n'
-                    f"wrk.body = {json.dumps(json.dumps(body))}\n")
-    return str(path)
+def script(model: str, stream: bool) -> str:
+    """The benchmark's request, with the key every keyed target accepts."""
+    return wrk_script(stream, model, MASTER_KEY, PROMPT)
+
+
+def hg_config(upstream: str, ledger_db: Path | None = None, key: bool = False,
+              router: bool = False) -> str:
+    """A gateway over two models on the fake upstream; optionally a gateway key whose
+    tenant has an allowlist, the `auto` route group, and the SQLite ledger (None: off)."""
+    text = ("ledger: {enabled: false}\n" if ledger_db is None else
+            f"ledger: {{url: 'sqlite:///{ledger_db}'}}\n")
+    text += (f"models:\n  - {{name: bench, provider: openai, base_url: '{upstream}/v1'}}\n"
+             f"  - {{name: cheap, provider: openai, base_url: '{upstream}/v1'}}\n")
+    if key:
+        text += (f"tenants:\n  - {{name: team, models: [bench, cheap]}}\n"
+                 f"keys:\n  - {{id: bench, key: {MASTER_KEY}, tenant: team}}\n")
+    if router:
+        text += "routes:\n  - {name: auto, weak: cheap, strong: bench, strong_share: 0.2}\n"
+    return text
 
 
 def full_config(upstream: str, ledger_db: Path) -> str:
-    """The full product path: a gateway key with a tenant allowlist, an `auto` route group
-    over two models, SQLite ledger on."""
-    return (f"ledger: {{url: 'sqlite:///{ledger_db}'}}\nroutes:\n  - {{name: auto, "
-            f"weak: cheap, strong: bench, strong_share: 0.2}}\nmodels:\n"
-            f"  - {{name: bench, provider: openai, base_url: '{upstream}/v1'}}\n"
-            f"  - {{name: cheap, provider: openai, base_url: '{upstream}/v1'}}\n"
-            f"tenants:\n  - {{name: team, models: [bench, cheap]}}\n"
-            f"keys:\n  - {{id: bench, key: {MASTER_KEY}, tenant: team}}\n")
+    """The full product path: key with a tenant allowlist, `auto`, SQLite ledger on."""
+    return hg_config(upstream, ledger_db, key=True, router=True)
 
 
 def rss_mb(pid: int) -> float:
@@ -128,9 +131,7 @@ def main() -> None:
     ports = {name: free_port() for name in ("direct", "passthrough", "hg-bare", "hg-full",
                                             "litellm")}
     up = f"http://127.0.0.1:{ports['direct']}"
-    (tmp / "bare.yaml").write_text(
-        f"ledger: {{enabled: false}}\nmodels:\n  - {{name: bench, provider: openai, "
-        f"base_url: '{up}/v1'}}\n")
+    (tmp / "bare.yaml").write_text(hg_config(up))
     (tmp / "full.yaml").write_text(full_config(up, tmp / "ledger.db"))
     (tmp / "litellm.yaml").write_text(
         f"model_list:\n  - model_name: bench\n    litellm_params:\n      model: openai/bench\n"
@@ -161,13 +162,11 @@ def main() -> None:
         conns = [int(c) for c in args.conns.split(",")]
         rss_start = {t: rss_mb(procs[t].pid) for t in targets}
         for stream in (False, True):
-            results = measure({t: (f"http://127.0.0.1:{ports[t]}/v1/chat/completions",
-                                   script(models[t], stream, tmp)) for t in targets},
-                              conns, args.seconds, args.rounds)
-            mode = "streaming" if stream else "non-streaming"
-            print(f"\n{mode}: wrk -t1, {args.rounds} rounds x {args.seconds}s, medians; "
-                  f"{os.cpu_count()} CPUs; upstream delay {args.delay_ms} ms\n")
-            print_added(results, targets, conns)
+            run_table({t: (f"http://127.0.0.1:{ports[t]}/v1/chat/completions",
+                           script(models[t], stream)) for t in targets},
+                      conns, args.seconds, args.rounds,
+                      "streaming" if stream else "non-streaming",
+                      f"; upstream delay {args.delay_ms} ms")
         print("\nstreaming, one request at a time (100 requests): time to first token / total")
         for t in targets:
             first, total = ttft(ports[t], models[t])

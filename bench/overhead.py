@@ -46,13 +46,16 @@ def wait_http(url: str, timeout: float = 60) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def wrk_script(stream: bool) -> str:
-    body = {"model": "bench", "messages": [{"role": "user", "content": "Hello there!"}]}
+def wrk_script(stream: bool, model: str = "bench", key: str | None = None,
+               prompt: str = "Hello there!") -> str:
+    """A wrk Lua script posting one chat request (with a bearer key if given)."""
+    body: dict = {"model": model, "messages": [{"role": "user", "content": prompt}]}
     if stream:
         body["stream"] = True
+    auth = f'wrk.headers["Authorization"] = "Bearer {key}"\n' if key else ""
     path = Path(tempfile.mkstemp(suffix=".lua")[1])
     path.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                    f"wrk.body = {json.dumps(json.dumps(body))}\n")
+                    f"{auth}wrk.body = {json.dumps(json.dumps(body))}\n")
     return str(path)
 
 
@@ -125,6 +128,15 @@ def measure(targets: dict[str, tuple[str, str]], conns: list[int], seconds: int,
     return results
 
 
+def run_table(targets: dict[str, tuple[str, str]], conns: list[int], seconds: int,
+              rounds: int, title: str, note: str = "") -> None:
+    """Measure the targets and print one added-latency table under a one-line header."""
+    results = measure(targets, conns, seconds, rounds)
+    print(f"\n{title}: wrk -t1, {rounds} rounds x {seconds}s, medians; "
+          f"{os.cpu_count()} CPUs{note}\n")
+    print_added(results, list(targets), conns)
+
+
 def print_added(results: Results, names: list[str], conns: list[int]) -> None:
     """Medians per target, and latency added over the ``direct`` target."""
     width = max(len(n) for n in names)
@@ -165,12 +177,8 @@ def main() -> None:
         script = wrk_script(args.stream)
         targets = {"direct": (f"http://127.0.0.1:{up_port}/v1/chat/completions", script),
                    "hybridgate": (f"http://127.0.0.1:{gw_port}/v1/chat/completions", script)}
-        conns = [int(c) for c in args.conns.split(",")]
-        results = measure(targets, conns, args.seconds, args.rounds)
-        mode = "streaming" if args.stream else "non-streaming"
-        print(f"\n{mode}, {args.rounds} rounds x {args.seconds}s, medians; "
-              f"{os.cpu_count()} CPUs\n")
-        print_added(results, list(targets), conns)
+        run_table(targets, [int(c) for c in args.conns.split(",")], args.seconds,
+                  args.rounds, "streaming" if args.stream else "non-streaming")
     finally:
         stop_all(procs)
 

@@ -35,7 +35,7 @@ def main() -> None:
     try:
         wait_http(f"http://127.0.0.1:{gw_port}/readyz")
         url = f"http://127.0.0.1:{gw_port}/v1/chat/completions"
-        lua = [script("auto", False, tmp), script("auto", True, tmp)]
+        lua = [script("auto", False), script("auto", True)]
         print(f"{'minute':>6} | {'req/s':>7} | {'p99 ms':>8} | {'errors':>6} | {'RSS MB':>7}")
         print(f"{0:>6} | {'':>7} | {'':>8} | {'':>6} | {rss_mb(procs[1].pid):7.1f}")
         segments = int(args.minutes * 60 / args.segment)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import msgspec
 from starlette.applications import Starlette
@@ -61,7 +62,11 @@ class GatewayApp(Starlette):
     profile. Everything else (404s, 405s, path parameters, lifespan) goes the usual way.
     """
 
-    hot: dict[tuple[str, str], Handler]
+    def __init__(self, routes: list[Route], **kwargs: Any) -> None:
+        super().__init__(routes=routes, **kwargs)
+        self.hot: dict[tuple[str, str], Handler] = {
+            (method, r.path): r.endpoint for r in routes if "{" not in r.path
+            for method in r.methods or ()}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -132,8 +137,6 @@ def create_app(config: Config, models: Models | None = None) -> Starlette:
 
     app = GatewayApp(routes=routes, lifespan=lifespan,
                      exception_handlers={HTTPException: http_error})
-    app.hot = {(method, r.path): r.endpoint for r in routes if "{" not in r.path
-               for method in r.methods or ()}
     app.state.models = models
     app.state.recorder = recorder
     return app

@@ -120,15 +120,17 @@ class EventStream(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         task = asyncio.current_task()
-        state = {"streaming": True, "gone": False}
+        assert task is not None  # ASGI apps run in tasks
+        streaming, gone = True, False
 
         def on_message(waiter: asyncio.Future[Message]) -> None:
             # uvicorn also answers http.disconnect once the response is complete: only a
             # disconnect while we are still streaming is the client leaving.
-            if waiter.cancelled() or waiter.exception() is not None or not state["streaming"]:
+            nonlocal gone
+            if waiter.cancelled() or waiter.exception() is not None or not streaming:
                 return
-            if waiter.result()["type"] == "http.disconnect" and task is not None:
-                state["gone"] = True
+            if waiter.result()["type"] == "http.disconnect":
+                gone = True
                 task.cancel()
 
         waiter = asyncio.ensure_future(receive())
@@ -138,14 +140,14 @@ class EventStream(Response):
                         "headers": self.raw_headers})
             async for frame in self.frames:
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
-            state["streaming"] = False
+            streaming = False
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
-            if not state["gone"] or task is None:
+            if not gone:
                 raise
             task.uncancel()  # we cancelled ourselves because the client left: done
         finally:
-            state["streaming"] = False
+            streaming = False
             if not waiter.done():
                 waiter.cancel()
             # Left early (cancelled between frames): finish the frames' own cleanup now

@@ -17,12 +17,18 @@ import sys
 import threading
 import time
 
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+JSON_TIME = "%Y-%m-%dT%H:%M:%S"  # UTC
+
+
+def _json_doc(ts: str, level: str, logger: str, msg: str) -> dict[str, str]:
+    return {"ts": ts, "level": level, "logger": logger, "msg": msg}
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        doc = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
-               "level": record.levelname.lower(), "logger": record.name,
-               "msg": record.getMessage()}
+        doc = _json_doc(time.strftime(JSON_TIME, time.gmtime(record.created)),
+                        record.levelname.lower(), record.name, record.getMessage())
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
         return json.dumps(doc)
@@ -41,7 +47,7 @@ def configure_logging(fmt: str = "text", level: int = logging.INFO) -> None:
     if fmt == "json":
         out.setFormatter(JsonFormatter())
     else:
-        out.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        out.setFormatter(logging.Formatter(TEXT_FORMAT))
     stop_logging()
     q: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     _listener = logging.handlers.QueueListener(q, out)
@@ -144,12 +150,16 @@ class AccessLog:
         sec = int(created)
         if (sec, _json) != self._second:
             self._second = (sec, _json)
-            self._stamp = (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) if _json else
-                           time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(sec)))
+            self._stamp = (time.strftime(JSON_TIME, time.gmtime(sec)) if _json else
+                           time.strftime(logging.Formatter.default_time_format,
+                                         time.localtime(sec)))
+        name = self.logger.name
         if _json:
-            return json.dumps({"ts": self._stamp, "level": "info", "logger": self.logger.name,
-                               "msg": msg}) + "\n"
-        return f"{self._stamp},{int((created - sec) * 1000):03d} INFO {self.logger.name} {msg}\n"
+            return json.dumps(_json_doc(self._stamp, "info", name, msg)) + "\n"
+        stamp = logging.Formatter.default_msec_format % (self._stamp,
+                                                        int((created - sec) * 1000))
+        return TEXT_FORMAT % {"asctime": stamp, "levelname": "INFO", "name": name,
+                              "message": msg} + "\n"
 
     @staticmethod
     def _write(out: logging.StreamHandler, text: str) -> None:  # type: ignore[type-arg]

@@ -145,14 +145,10 @@ def train(labels: Labels, weights: np.ndarray | None = None, C: float = 1.0,
             return np.concatenate([np.zeros(xs.shape[1]), [np.log(p / (1 - p))]])
         w = np.ones(len(y)) if weights is None else weights
         soft = (y > 0) & (y < 1)
-        if soft.any():
-            rows = np.concatenate([np.arange(len(y)), np.nonzero(soft)[0]])
-            target = np.concatenate([y > 0, np.zeros(soft.sum(), bool)])
-            sw = np.concatenate([w * np.where(soft, y, 1.0), (w * (1 - y))[soft]])
-            m = LogisticRegression(C=C, max_iter=3000).fit(xs[rows], target,
-                                                           sample_weight=sw)
-        else:
-            m = LogisticRegression(C=C, max_iter=3000).fit(xs, y > 0, sample_weight=w)
+        rows = np.concatenate([np.arange(len(y)), np.nonzero(soft)[0]])
+        target = np.concatenate([y > 0, np.zeros(soft.sum(), bool)])
+        sw = np.concatenate([w * np.where(soft, y, 1.0), (w * (1 - y))[soft]])
+        m = LogisticRegression(C=C, max_iter=3000).fit(xs[rows], target, sample_weight=sw)
         return np.concatenate([m.coef_[0], m.intercept_])
 
     w_strong, w_weak = logistic(labels.strong), logistic(labels.weak)
