@@ -1,7 +1,9 @@
 """Local generation speed: llama.cpp called directly vs the same model through the
-gateway (streaming, one request at a time), same model, threads and prompt.
+gateway (streaming, one request at a time), same model, threads and prompt; and the
+prompt (prefill) rate, which the economics' hardware profiles use next to the decode rate.
 
     python bench/local_tokens.py [--model qwen2.5-coder-0.5b-instruct] [--tokens 128]
+                                 [--prefill-tokens 512]
 """
 
 from __future__ import annotations
@@ -39,6 +41,16 @@ def direct_run(llm: Llama, tokens: int) -> float:
     return (n - 1) / (time.perf_counter() - first)
 
 
+def prefill_run(llm: Llama, n: int) -> float:
+    """Prompt tokens/s: ``n`` tokens of prose evaluated in one batch from an empty cache."""
+    text = (PROMPT + " ") * (n // 8 + 1)
+    tokens = llm.tokenize(text.encode(), add_bos=True)[:n]
+    llm.reset()
+    t0 = time.perf_counter()
+    llm.eval(tokens)
+    return len(tokens) / (time.perf_counter() - t0)
+
+
 def gateway_run(url: str, tokens: int) -> float:
     body = {"model": "m", "messages": [{"role": "user", "content": PROMPT}], "temperature": 0,
             "stream": True, "stream_options": {"include_usage": True}, "max_tokens": tokens}
@@ -59,15 +71,21 @@ def gateway_run(url: str, tokens: int) -> float:
 
 
 def start_gateway(model: str, threads: int, n_ctx: int) -> tuple[subprocess.Popen, str]:
+    """The gateway serving the pulled GGUF by path, ledger off, in a temporary
+    HYBRIDGATE_HOME (nothing is written under the user's)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cfg = Path(tempfile.mkstemp(suffix=".yaml")[1])
-    cfg.write_text(f"models:\n  - {{name: m, provider: local, model: {model}, "
+    gguf = resolve_gguf(model)
+    home = Path(tempfile.mkdtemp(prefix="hg-bench-home-"))
+    cfg = home / "bench.yaml"
+    cfg.write_text(f"ledger: {{enabled: false}}\n"
+                   f"models:\n  - {{name: m, provider: local, model: '{gguf}', "
                    f"n_threads: {threads}, n_ctx: {n_ctx}}}\n")
     proc = subprocess.Popen([sys.executable, "-m", "hybridgate.cli.main", "serve", "--config",
                              str(cfg), "--port", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL,
+                            env={**os.environ, "HYBRIDGATE_HOME": str(home)})
     url = f"http://127.0.0.1:{port}"
     while True:
         try:
@@ -85,18 +103,20 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--n-ctx", type=int, default=2048)
     ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--prefill-tokens", type=int, default=512)
     args = ap.parse_args()
     path = resolve_gguf(args.model)
     proc, url = start_gateway(args.model, args.threads, args.n_ctx)
     llm = Llama(str(path), n_ctx=args.n_ctx, n_threads=args.threads,
-                n_threads_batch=args.threads, verbose=False)
+                n_threads_batch=args.threads, n_batch=512, verbose=False)
     try:
         direct_run(llm, 8)  # warm both up
         gateway_run(url, 8)
-        ds, gs = [], []
+        ds, gs, ps = [], [], []
         for _ in range(args.rounds):  # alternate, so machine noise hits both alike
             ds.append(direct_run(llm, args.tokens))
             gs.append(gateway_run(url, args.tokens))
+            ps.append(prefill_run(llm, args.prefill_tokens))
     finally:
         proc.terminate()
         proc.wait(10)
@@ -109,6 +129,8 @@ def main() -> None:
     print(f"{'llama-cpp-python direct':<28} | {d:6.1f}")
     print(f"{'through hybridgate (SSE)':<28} | {g:6.1f}")
     print(f"{'ratio':<28} | {g / d:6.1%}")
+    print(f"{'prefill (direct), ' + str(args.prefill_tokens) + ' tokens':<28} | "
+          f"{statistics.median(ps):6.1f}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Gateway overhead: the same load, in one run, direct to a fast fake upstream and
-through hybridgate (bare path: no key, fixed remote model, no ledger yet).
+through hybridgate (bare path: no key, fixed remote model, ledger off; the gateway runs
+with a temporary HYBRIDGATE_HOME, so nothing is written under yours).
 
 Load comes from wrk (Debian package ``wrk``) in its own process, at 1, 10 and 100
 connections, alternating targets for ``--rounds`` rounds; we report medians of the
@@ -86,11 +87,14 @@ Results = dict[tuple[str, int], list[dict[str, float]]]
 
 def start_gateway(config: Path, port: int, env: dict[str, str] | None = None,
                   workers: int = 1) -> subprocess.Popen:
-    """``hybridgate serve`` in its own process, output discarded."""
+    """``hybridgate serve`` in its own process, output discarded. Its HYBRIDGATE_HOME is
+    a fresh temporary directory unless ``env`` names one: a benchmark never writes a
+    ledger (or anything else) into the user's real home."""
+    env = {"HYBRIDGATE_HOME": tempfile.mkdtemp(prefix="hg-bench-home-"), **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "hybridgate.cli.main", "serve", "--config",
                              str(config), "--port", str(port), "--workers", str(workers)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, **(env or {})})
+                            env={**os.environ, **env})
 
 
 def stop_all(procs: list[subprocess.Popen]) -> None:
@@ -167,7 +171,8 @@ def main() -> None:
         sys.exit("wrk is needed: apt-get install wrk")
     up_port, gw_port = free_port(), free_port()
     cfg = Path(tempfile.mkstemp(suffix=".yaml")[1])
-    cfg.write_text(f"models:\n  - name: bench\n    provider: openai\n"
+    cfg.write_text(f"ledger: {{enabled: false}}\n"
+                   f"models:\n  - name: bench\n    provider: openai\n"
                    f"    base_url: http://127.0.0.1:{up_port}/v1\n")
     procs = [subprocess.Popen([sys.executable, str(HERE / "fake_upstream.py"), "--port",
                                str(up_port)], stdout=subprocess.DEVNULL),

@@ -67,6 +67,22 @@ def test_invalid_tool_parameters_schema_is_400(gateway):
     assert_error(post(gateway, body), 400, "tools[0].function.parameters")
 
 
+@pytest.mark.parametrize("model", ["smollm2-135m-instruct", "gpt-fake"])
+def test_remote_schema_refs_are_400_naming_the_ref(gateway, model):
+    """Server-side request forgery through a client schema: refused before any provider
+    (the local model's grammar converter and validator included) sees it."""
+    ref = "http://127.0.0.1:9/internal/admin.json"
+    fmt = {"model": model, "messages": MSG, "response_format": {"type": "json_schema",
+           "json_schema": {"name": "x", "schema": {"type": "object",
+                                                   "properties": {"a": {"$ref": ref}}}}}}
+    err = assert_error(post(gateway, fmt), 400, "response_format.json_schema.schema")
+    assert ref in err["message"]
+    tools = {"model": model, "messages": MSG, "tools": [{"type": "function", "function": {
+        "name": "f", "parameters": {"type": "object", "properties": {"a": {"$ref": ref}}}}}]}
+    err = assert_error(post(gateway, tools), 400, "tools[0].function.parameters")
+    assert ref in err["message"]
+
+
 def test_tool_choice_naming_unknown_tool_is_400(gateway):
     body = {"model": "gpt-fake", "messages": MSG, "tools": [
         {"type": "function", "function": {"name": "f"}}],
@@ -117,3 +133,14 @@ def test_embeddings_bad_input_is_400(gateway):
 
 def test_chat_on_embedding_model_is_400(gateway):
     assert_error(post(gateway, {"model": "all-MiniLM-L6-v2", "messages": MSG}), 400, "model")
+
+
+@pytest.mark.parametrize("stop", [["a", "b", "c", "d", "e"], ["x" * 5000]])
+def test_unbounded_stop_sequences_are_400(gateway, stop):
+    """The local token loop matches held-back text against every stop prefix per token:
+    stop strings are bounded like OpenAI bounds them."""
+    for path, body in (("/v1/chat/completions", {"model": "smollm2-135m-instruct",
+                                                 "messages": MSG, "stop": stop}),
+                       ("/v1/completions", {"model": "smollm2-135m-instruct",
+                                            "prompt": "hi", "stop": stop})):
+        assert_error(post(gateway, body, path), 400, "stop")

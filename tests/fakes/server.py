@@ -32,6 +32,7 @@ class FakeServer:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.faults: list[Fault] = []
+        self.default_fault = Fault()  # applies whenever ``faults`` is empty
         self.disconnects = 0
         self.api_key: str | None = None
         self.port = 0
@@ -43,7 +44,7 @@ class FakeServer:
         raise NotImplementedError
 
     def next_fault(self) -> Fault:
-        return self.faults.pop(0) if self.faults else Fault()
+        return self.faults.pop(0) if self.faults else self.default_fault
 
     @property
     def url(self) -> str:
@@ -91,6 +92,7 @@ class FakeServer:
             self.omit_usage = False
         self.requests.clear()
         self.faults.clear()
+        self.default_fault = Fault()
         self.disconnects = 0
 
     async def apply_fault(self, request: web.Request, fault: Fault,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -28,7 +29,7 @@ def free_port() -> int:
 
 
 class GatewayProcess:
-    def __init__(self, tmp: Path, upstream_url: str, ledger: dict) -> None:
+    def __init__(self, tmp: Path, upstream_url: str, ledger: dict, workers: int = 1) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cfg = {"ledger": ledger,
@@ -40,7 +41,8 @@ class GatewayProcess:
         self.log = open(tmp / "gateway.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hybridgate.cli.main", "serve", "--config", str(path),
-             "--port", str(self.port)], stdout=self.log, stderr=subprocess.STDOUT,
+             "--port", str(self.port), "--workers", str(workers)],
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, "HYBRIDGATE_HOME": str(tmp)})
 
     def wait(self, path: str = "/healthz", timeout: float = 30) -> None:
@@ -61,9 +63,16 @@ class GatewayProcess:
         self.proc.wait(10)
 
     def stop(self) -> None:
+        """Terminate the gateway (and its workers); kill the whole group if it hangs."""
         if self.proc.poll() is None:
             self.proc.terminate()
-            self.proc.wait(10)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # workers left behind by a kill -9
         self.log.close()
 
 

@@ -155,3 +155,117 @@ def test_sqlite_unusable_refuses_requests(tmp_path, fake_openai):
         assert r.status_code == 503 and r.json()["error"]["code"] == "ledger_unavailable"
     finally:
         gw.stop()
+
+
+def test_two_workers_spill_and_replay_lose_nothing(tmp_path, fake_openai):
+    """Two worker processes share one spill file; the database goes away and comes back
+    four times while both write, so one replays while the other appends. Every answered
+    request must end up with its row."""
+    with postgres_behind_proxy() as (url, pg_url, proxy):
+        gw = GatewayProcess(tmp_path, fake_openai.url, {"url": pg_url, "required": False},
+                            workers=2)
+        ok: list[str] = []
+        stop = threading.Event()
+        threads = [threading.Thread(target=_client, args=(gw.url, i % 2 == 1, ok, stop,
+                                                          lambda: None))
+                   for i in range(6)]
+        try:
+            gw.wait("/readyz")
+            for t in threads:
+                t.start()
+            for _ in range(4):
+                time.sleep(0.8)
+                proxy.down()
+                time.sleep(0.8)
+                proxy.up()
+            time.sleep(0.5)
+            stop.set()
+            for t in threads:
+                t.join(10)
+            # Both workers reconnect on their next write: poke them until nothing is left
+            # to replay.
+            deadline = time.time() + 30
+            while list(tmp_path.glob("ledger-spill.jsonl*")):
+                assert time.time() < deadline, "spilled records were not replayed"
+                for _ in range(4):
+                    _post(gw)
+                time.sleep(0.3)
+        finally:
+            stop.set()
+            gw.stop()
+        rows = ledger_rows(url)
+        assert len(ok) > 100, "too little load to prove anything"
+        missing = [rid for rid in ok if rows.get(rid) != 200]
+        assert not missing, f"{len(missing)} of {len(ok)} answered requests have no row"
+
+
+def _stream_once(url: str, done: list[str], cut: list[str]) -> None:
+    """One stream; its id goes to ``done`` if it reached [DONE], to ``cut`` if content
+    arrived but the stream ended (or broke) without it."""
+    rid: str | None = None
+    got_content = False
+    try:
+        with requests.post(url + "/v1/chat/completions", stream=True, timeout=5, json={
+                **BODY, "stream": True,
+                "messages": [{"role": "user", "content": " ".join(["word"] * 60)}]}) as r:
+            if r.status_code != 200:
+                return
+            rid = r.headers["x-request-id"]
+            for line in r.iter_lines():
+                if line == b"data: [DONE]":
+                    done.append(rid)
+                    return
+                got_content = got_content or line.startswith(b"data: {")
+    except (requests.RequestException, ValueError):
+        pass
+    if rid is not None and got_content:
+        cut.append(rid)
+
+
+def test_kill9_at_random_points_of_streams(tmp_path):
+    """The README's promise, exactly: every stream that reached ``data: [DONE]`` has its
+    committed row, wherever in its streams the process was killed. (Streams cut before
+    [DONE] may have delivered content without a row; the README says so.)"""
+    import random
+
+    from tests.conftest import OPENAI_KEY
+    from tests.fakes.openai_upstream import FakeOpenAI
+    from tests.fakes.server import Fault
+
+    rng = random.Random(1234)
+    fake = FakeOpenAI().start()
+    fake.api_key = OPENAI_KEY
+    fake.default_fault = Fault(chunk_delay=0.004)  # ~60 chunks: each stream ~0.25 s
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    done: list[str] = []
+    cut: list[str] = []
+    try:
+        for round_ in range(6):
+            home = tmp_path / f"run{round_}"
+            home.mkdir()
+            gw = GatewayProcess(home, fake.url, {"url": url})
+            try:
+                gw.wait("/readyz")
+                stop = threading.Event()
+
+                def loop(gw_url: str = gw.url, stop: threading.Event = stop) -> None:
+                    while not stop.is_set():
+                        _stream_once(gw_url, done, cut)
+
+                threads = [threading.Thread(target=loop) for _ in range(6)]
+                for t in threads:
+                    t.start()
+                time.sleep(rng.uniform(0.4, 1.5))
+                gw.kill9()
+                stop.set()
+                for t in threads:
+                    t.join(10)
+            finally:
+                gw.stop()
+    finally:
+        fake.stop()
+    rows = ledger_rows(url)
+    assert len(done) > 50, "too few complete streams to prove anything"
+    assert cut, "no kill landed mid-stream; the test proved nothing"
+    missing = [rid for rid in done if rows.get(rid) != 200]
+    assert not missing, f"{len(missing)} of {len(done)} streams that got [DONE] have no row"

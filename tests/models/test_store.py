@@ -38,6 +38,18 @@ def test_pull_verify_corrupt_rm(home):
         f.write(bytes([b[0] ^ 1]))
     with pytest.raises(store.ModelStoreError, match="sha256"):
         store.verify(NAME)
+    # pulling again re-hashes what is there (never trusts a file because it exists),
+    # finds the flipped byte and fetches the model again
+    events.clear()
+    assert store.pull(NAME, lambda e, d, t: events.append((e, d, t))) == path
+    assert ("verify", path.stat().st_size, path.stat().st_size) in events
+    assert any(e == "assemble" for e, _, _ in events)
+    assert store.verify(NAME) == path
+    # an intact file is hashed again, not downloaded again
+    events.clear()
+    store.pull(NAME, lambda e, d, t: events.append((e, d, t)))
+    assert ("verify", path.stat().st_size, path.stat().st_size) in events
+    assert not any(e in ("download", "assemble") for e, _, _ in events)
     assert store.remove(NAME) is True and not path.exists()
     assert store.remove(NAME) is False
 

@@ -38,3 +38,12 @@ def test_splitter_holds_partial_marker_and_json():
     assert s2.feed("  {") == "" and s2.markup == "  {"
     s3 = ToolMarkupSplitter()
     assert s3.feed("Hi <to") == "Hi " and s3.feed("day") == "<today"
+
+
+def test_parsing_is_linear_on_long_whitespace():
+    """Model output is scanned at every answer: a megabyte of one character is quick."""
+    import time
+
+    t0 = time.perf_counter()
+    text, calls = parse_tool_calls("<tool_call>" + " " * 1_000_000 + "x", TOOLS)
+    assert calls == [] and time.perf_counter() - t0 < 0.5

@@ -17,9 +17,12 @@ from tests.conftest import SHARED_DATA
 
 pytestmark = pytest.mark.slow
 
-EASY = "hi"
-HARD = ("Let p = (1, 2, 5, 4)(2, 3) in S_5. Find the index of <p> in S_5.\nA. 8\nB. 2\n"
-        "C. 24\nD. 120\nAnswer:")
+# Chosen on either side of the shipped router's 0.0 (conftest's threshold); the router is
+# trained on MMLU, so only MMLU-like prompts are meaningfully "hard" to it.
+EASY = "What is the capital of France?"
+HARD = ("Statement 1 | Every group of order 42 has a normal subgroup of order 7. Statement 2 "
+        "| Every group of order 42 has a normal subgroup of order 8.\nA. True, True\n"
+        "B. False, False\nC. True, False\nD. False, True\nAnswer:")
 
 
 def chat(gateway, content):
@@ -100,3 +103,66 @@ def test_retrain_from_ledger_feedback(gateway, ledger_path, tmp_path):
     # relative to each router's own calibration: zebra moves toward the strong side
     pct = [float(np.searchsorted(x.quantiles, x.score_many(probe)[0])) for x in (rb, ra)]
     assert pct[1] > pct[0] + 20, pct
+
+
+@pytest.mark.parametrize("shape", ["word run", "digit run", "mixed runs"])
+def test_a_hostile_megabyte_is_decided_promptly_while_healthz_answers(gateway, shape):
+    """1 MB of text with no '@' (long word runs, long digit runs): the old email pattern
+    took hours on it, on the event loop, freezing every client. Now it is decided in
+    linear time off the loop, and /healthz keeps answering meanwhile."""
+    import threading
+    import time
+
+    n = 1_000_000 - 2_000  # the session gateway's body limit is 1 MiB
+    text = {"word run": "a" * n, "digit run": "7" * n,
+            "mixed runs": ("x" * 5000 + " " + "4" * 5000 + " ") * (n // 10002)}[shape]
+    result: dict[str, object] = {}
+
+    def post() -> None:
+        t0 = time.perf_counter()
+        r = requests.post(gateway.v1 + "/chat/completions", timeout=60, json={
+            "model": "smart", "max_tokens": 5, "messages": [{"role": "user", "content": text}]})
+        result["status"], result["seconds"] = r.status_code, time.perf_counter() - t0
+        result["route"] = r.headers.get("x-hybridgate-route")
+
+    worker = threading.Thread(target=post)
+    worker.start()
+    worst = 0.0
+    while worker.is_alive():
+        t0 = time.perf_counter()
+        assert requests.get(gateway.url + "/healthz", timeout=10).status_code == 200
+        worst = max(worst, time.perf_counter() - t0)
+        time.sleep(0.02)
+    worker.join()
+    assert result["status"] == 200, result
+    assert result["seconds"] < 20, result
+    assert result["route"] == "strong; reason=context"  # too long for the local model
+    assert worst < 1.0, f"/healthz waited {worst:.2f} s behind the scan"
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/chat/completions", {"model": "gpt-fake",
+                           "messages": [{"role": "user", "content": "hi"}]}),
+    ("/completions", {"model": "gpt-fake", "prompt": "hi"}),
+])
+def test_residency_header_refuses_a_pinned_remote_model(gateway, path, body):
+    r = requests.post(gateway.v1 + path, json=body,
+                      headers={"x-hybridgate-residency": "local"})
+    assert r.status_code == 403, r.text
+    assert r.json()["error"]["code"] == "residency_violation"
+    # a pinned local model is fine with the header
+    ok = requests.post(gateway.v1 + "/chat/completions", json={
+        "model": "smollm2-135m-instruct", "max_tokens": 2,
+        "messages": [{"role": "user", "content": "hi"}]},
+        headers={"x-hybridgate-residency": "local"})
+    assert ok.status_code == 200
+
+
+def test_personal_data_in_the_system_prompt_stays_local(gateway):
+    r = requests.post(gateway.v1 + "/chat/completions", json={
+        "model": "smart", "max_tokens": 3, "messages": [
+            {"role": "system", "content": "The customer is ann@example.org."},
+            {"role": "user", "content": HARD}]})
+    assert r.status_code == 200
+    assert r.headers["x-hybridgate-model"] == "smollm2-135m-instruct"
+    assert r.headers["x-hybridgate-route"] == "weak; reason=residency:email"

@@ -2,8 +2,9 @@ import msgspec
 import pytest
 
 from hybridgate.config.settings import LocalModel, OpenAIModel, RouteGroup
+from hybridgate.core.errors import ResidencyViolation
 from hybridgate.core.types import ChatRequest
-from hybridgate.routing.policy import ResidencyViolation, RoutedGroup, looks_sensitive
+from hybridgate.routing.policy import RoutedGroup
 
 LOCAL = LocalModel(name="local", n_ctx=1024)
 REMOTE = OpenAIModel(name="gpt", base_url="http://x")
@@ -18,12 +19,29 @@ def group(**kw):
     return RoutedGroup(RouteGroup(name="auto", weak="local", strong="gpt", **kw), LOCAL, REMOTE)
 
 
-@pytest.mark.parametrize(("text", "kind"), [
-    ("mail me at jane.doe@example.com", "email"), ("card 4111 1111 1111 1111 ok", "card"),
-    ("ssn 078-05-1120", "ssn"), ("IBAN DE89 3704 0044 0532 0130 00", "iban"),
-    ("order 1234 5678 9012 3456 (not a valid card)", None), ("what is 2+2?", None)])
-def test_sensitive_detection(text, kind):
-    assert looks_sensitive(text) == kind
+def chat(messages, **kw):
+    return msgspec.convert({"model": "auto", "messages": messages, **kw}, ChatRequest)
+
+
+@pytest.mark.parametrize("messages", [
+    [{"role": "system", "content": "Reply to ann@example.org"},
+     {"role": "user", "content": "Explain quantum chromodynamics."}],
+    [{"role": "user", "content": "my SSN is 078-05-1120"},
+     {"role": "assistant", "content": "noted"},
+     {"role": "user", "content": "Explain quantum chromodynamics."}],
+    [{"role": "user", "content": "look it up"},
+     {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": {
+         "name": "crm", "arguments": "{}"}}]},
+     {"role": "tool", "tool_call_id": "c1", "content": "card 4111 1111 1111 1111"},
+     {"role": "user", "content": "Explain quantum chromodynamics."}],
+    [{"role": "user", "content": [{"type": "text", "text": "IBAN DE89 3704 0044 0532 0130 00"},
+                                  {"type": "text", "text": " Explain chromodynamics."}]}],
+])
+def test_personal_data_anywhere_in_the_request_stays_local(messages):
+    """Not only the last user message: system prompt, earlier turns, tool results and
+    content parts all leave with the request."""
+    d = group(threshold=-100.0).decide(chat(messages), False)[0]
+    assert d.member == "weak" and d.reason.startswith("residency:")
 
 
 def test_policies_in_order():

@@ -4,6 +4,7 @@ price and record the result, encode the answer."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -31,6 +32,9 @@ from hybridgate.providers.base import Provider
 from hybridgate.routing.resolve import AUTO, Models
 
 _STARTED = int(time.time())
+# Bodies above this size are routed (PII scan, router features) on a worker thread, so a
+# large or adversarial prompt never holds the event loop; small ones stay inline (cheap).
+_OFFLOOP_BYTES = 64 * 1024
 
 
 def _json(body: bytes, headers: dict[str, str] | None = None) -> Response:
@@ -66,6 +70,11 @@ class OpenAIRoutes:
         """Before the body is read: a request without a valid key costs us nothing."""
         h = request.headers
         return self.keys.authenticate(h.get("authorization"), h.get("x-api-key"))
+
+    @staticmethod
+    def _local_only(request: Request) -> bool:
+        """``x-hybridgate-residency: local``: the request must not leave the premises."""
+        return request.headers.get("x-hybridgate-residency", "").strip().lower() == "local"
 
     def _log(self, t: Tracker, status: Any, usage: Any = None) -> None:
         prompt = getattr(usage, "prompt_tokens", None) if usage else None
@@ -116,14 +125,19 @@ class OpenAIRoutes:
 
     async def chat_completions(self, request: Request) -> Response:
         who = self._caller(request)
-        req = decode(await read_body(request, self.limit), ChatRequest)
+        body = await read_body(request, self.limit)
+        req = decode(body, ChatRequest)
         t = self.recorder.track("chat", req.model, bool(req.stream), req.user, who.key_id)
 
         async def work() -> Response:
             check_chat(req)
             self.recorder.check()
-            sensitive = request.headers.get("x-hybridgate-residency", "").lower() == "local"
-            provider, decision, text = self.models.pick_chat(req, sensitive, who.allowed)
+            sensitive = self._local_only(request)
+            if len(body) > _OFFLOOP_BYTES:
+                provider, decision, text = await asyncio.to_thread(
+                    self.models.pick_chat, req, sensitive, who.allowed)
+            else:
+                provider, decision, text = self.models.pick_chat(req, sensitive, who.allowed)
             extra: dict[str, str] = {}
             if decision is not None:
                 t.route_score = decision.score
@@ -147,7 +161,7 @@ class OpenAIRoutes:
         async def work() -> Response:
             check_completion(req)
             self.recorder.check()
-            provider = self.models.get(req.model, who.allowed)
+            provider = self.models.get(req.model, who.allowed, self._local_only(request))
             return await self._serve(t, provider, bool(req.stream), req.wants_usage_chunk,
                                      lambda: provider.complete(req),
                                      lambda: provider.complete_stream(req), None,
@@ -162,7 +176,7 @@ class OpenAIRoutes:
         async def work() -> Response:
             check_embedding(req)
             self.recorder.check()
-            provider = self.models.get(req.model, who.allowed)
+            provider = self.models.get(req.model, who.allowed, self._local_only(request))
             return await self._serve(t, provider, False, False, lambda: provider.embed(req),
                                      None)
         return await self._guarded(t, work)

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-import jsonschema
-
 from hybridgate.core.errors import InvalidRequest
+from hybridgate.core.schemas import check_schema
 from hybridgate.core.types import ChatRequest, CompletionRequest, EmbeddingRequest
+
+MAX_STOPS = 4  # OpenAI's own limit
+MAX_STOP_CHARS = 1000  # held-back text is matched against every stop prefix per token
+
+
+def _check_stop(stops: list[str]) -> None:
+    """Stop strings are client text the token loop scans at every token: bound them."""
+    if len(stops) > MAX_STOPS:
+        raise InvalidRequest(f"stop: at most {MAX_STOPS} sequences", param="stop")
+    if any(len(s) > MAX_STOP_CHARS for s in stops):
+        raise InvalidRequest(f"stop: each sequence may have at most {MAX_STOP_CHARS} "
+                             "characters", param="stop")
 
 
 def check_chat(req: ChatRequest) -> None:
+    _check_stop(req.stop_list)
     call_ids: set[str] = set()
     for i, m in enumerate(req.messages):
         if m.role == "assistant" and m.tool_calls:
@@ -29,7 +41,7 @@ def check_chat(req: ChatRequest) -> None:
         raise InvalidRequest("tools: function names must be unique", param="tools")
     for i, t in enumerate(req.tools or []):
         if t.function.parameters is not None:
-            _check_schema(t.function.parameters, f"tools[{i}].function.parameters")
+            check_schema(t.function.parameters, f"tools[{i}].function.parameters")
     choice = req.tool_choice
     if choice is not None and choice != "none" and not req.tools:
         raise InvalidRequest("tool_choice is set but no tools were given", param="tool_choice")
@@ -41,17 +53,7 @@ def check_chat(req: ChatRequest) -> None:
         if fmt.json_schema is None:
             raise InvalidRequest("response_format json_schema needs a json_schema object",
                                  param="response_format.json_schema")
-        _check_schema(fmt.json_schema.schema or {}, "response_format.json_schema.schema")
-
-
-def _check_schema(schema: object, param: str) -> None:
-    if not isinstance(schema, dict):
-        raise InvalidRequest(f"{param} must be a JSON Schema object", param=param)
-    try:
-        jsonschema.validators.validator_for(schema).check_schema(schema)
-    except jsonschema.SchemaError as e:
-        raise InvalidRequest(f"{param} is not a valid JSON Schema: {e.message}",
-                             param=param, code="invalid_schema") from None
+        check_schema(fmt.json_schema.schema or {}, "response_format.json_schema.schema")
 
 
 def _check_inputs(value: object, param: str) -> None:
@@ -77,4 +79,5 @@ def check_embedding(req: EmbeddingRequest) -> None:
 
 
 def check_completion(req: CompletionRequest) -> None:
+    _check_stop(req.stop_list)
     _check_inputs(req.prompt, "prompt")

@@ -8,8 +8,8 @@ import time
 
 import click
 from rich.console import Console
-from rich.table import Table
 
+from hybridgate.cli.tables import print_table
 from hybridgate.config.settings import load_config
 from hybridgate.economics.costs import (
     HOURS_PER_MONTH,
@@ -58,7 +58,9 @@ def _from_ledger(config_path: str | None) -> tuple[float, float]:
 @click.option("--input-share", type=click.FloatRange(0, 1), default=0.75, show_default=True,
               help="Share of tokens that are input (prompt) tokens.")
 @click.option("--tokens-per-second", type=float, default=None,
-              help="Your measured serving throughput, instead of the profile's.")
+              help="Your measured output (decode) tokens/s, instead of the profile's.")
+@click.option("--prefill-tokens-per-second", "prefill_tps", type=float, default=None,
+              help="Your measured prompt (prefill) tokens/s, instead of the profile's.")
 @click.option("--kwh", "usd_per_kwh", type=float, default=None, help="Electricity USD/kWh.")
 @click.option("--mode", type=click.Choice(["auto", "owned", "rented"]), default="auto",
               show_default=True, help="Buy the hardware or rent it by the hour.")
@@ -68,8 +70,8 @@ def _from_ledger(config_path: str | None) -> tuple[float, float]:
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False))
 def economics(tokens_text: str | None, from_ledger: bool, model: str | None,
               hardware: str | None, input_share: float, tokens_per_second: float | None,
-              usd_per_kwh: float | None, mode: str, plot_out: str | None, fmt: str,
-              config_path: str | None) -> None:
+              prefill_tps: float | None, usd_per_kwh: float | None, mode: str,
+              plot_out: str | None, fmt: str, config_path: str | None) -> None:
     """When does self-hosting pay? API cost vs owning or renting each hardware profile."""
     cfg = load_config(config_path) if config_path else None
     if from_ledger:
@@ -96,8 +98,10 @@ def economics(tokens_text: str | None, from_ledger: bool, model: str | None,
     rows = []
     for hw in profiles.values():
         try:
-            cost, units = monthly_self_hosted(hw, tokens, kwh, tokens_per_second, mode)
-            be = break_even(hw, per_token, kwh, tokens_per_second, mode)
+            cost, units = monthly_self_hosted(hw, tokens, kwh, tokens_per_second, mode,
+                                              input_share, prefill_tps)
+            be = break_even(hw, per_token, kwh, tokens_per_second, mode, input_share,
+                            prefill_tps)
         except ValueError:
             continue  # e.g. --mode owned for a rent-only profile
         rows.append({"hardware": hw.name, "mode": be.mode, "units": units,
@@ -106,9 +110,13 @@ def economics(tokens_text: str | None, from_ledger: bool, model: str | None,
                      "break_even_tokens_month": be.break_even_tokens,
                      "utilization_needed": be.utilization_needed,
                      "capacity_tokens_month": be.capacity_tokens,
+                     "tokens_per_second": tokens_per_second or hw.tokens_per_second,
+                     "prefill_tokens_per_second": (prefill_tps or hw.prefill_tokens_per_second
+                                                   or tokens_per_second or hw.tokens_per_second),
                      "pays": cost < api_month, "reference_model": hw.reference_model})
     if plot_out:
-        _plot(plot_out, tokens, per_token, profiles, kwh, tokens_per_second, mode, model)
+        _plot(plot_out, tokens, per_token, profiles, kwh, tokens_per_second, mode, model,
+              input_share, prefill_tps)
     if fmt == "json":
         sys.stdout.write(json.dumps({"tokens_per_month": tokens, "model": model,
                                      "usd_per_1m_blended": per_token * 1e6,
@@ -120,18 +128,18 @@ def economics(tokens_text: str | None, from_ledger: bool, model: str | None,
     console.print(f"{tokens:,.0f} tokens/month on [bold]{model}[/] at "
                   f"${per_token * 1e6:.3f} per 1M (input share {input_share:.0%}): "
                   f"[bold]${api_month:,.2f}[/] a month via the API.")
-    table = Table("hardware", "mode", "units", "self-hosted $/mo", "API $/mo", "saving $/mo",
-                  "break-even tokens/mo", "utilization needed")
+    cells = []
     for r in rows:
         be = r["break_even_tokens_month"]
-        table.add_row(r["hardware"], r["mode"], str(r["units"]),
+        cells.append([r["hardware"], r["mode"], str(r["units"]),
                       f"{r['self_hosted_usd_month']:,.2f}", f"{r['api_usd_month']:,.2f}",
                       f"{r['saving_usd_month']:,.2f}",
                       "never (one unit)" if be is None else f"{be:,.0f}",
                       "-" if r["utilization_needed"] is None
-                      else f"{r['utilization_needed']:.1%}",
-                      style="green" if r["pays"] else "red")
-    console.print(table)
+                      else f"{r['utilization_needed']:.1%}"])
+    print_table(["hardware", "mode", "units", "self-hosted $/mo", "API $/mo", "saving $/mo",
+                 "break-even tokens/mo", "utilization needed"], cells,
+                styles=["green" if r["pays"] else "red" for r in rows])
     for r in rows:
         if not r["pays"]:
             be = r["break_even_tokens_month"]
@@ -139,12 +147,14 @@ def economics(tokens_text: str | None, from_ledger: bool, model: str | None,
                    f"break-even is {be:,.0f} tokens/month")
             console.print(f"[red]{r['hardware']}: your volume is below break-even; the API "
                           f"is cheaper ({why}).[/]")
-    console.print("Throughputs are the profiles' reference models "
-                  "(see `hardware.yaml`); pass --tokens-per-second for your own.")
+    console.print("Throughputs (prompt and output tokens/s, each at its own rate) are the "
+                  "profiles' reference models (see `hardware.yaml`); pass "
+                  "--tokens-per-second and --prefill-tokens-per-second for your own.")
 
 
 def _plot(path: str, tokens: float, per_token: float, profiles: dict, kwh: float,
-          tps: float | None, mode: str, model: str) -> None:
+          tps: float | None, mode: str, model: str, input_share: float,
+          prefill_tps: float | None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -156,7 +166,8 @@ def _plot(path: str, tokens: float, per_token: float, profiles: dict, kwh: float
     ax.plot(xs, [x * per_token for x in xs], color="black", lw=2, label=f"API ({model})")
     for hw in profiles.values():
         try:
-            ax.plot(xs, [monthly_self_hosted(hw, x, kwh, tps, mode)[0] for x in xs],
+            ax.plot(xs, [monthly_self_hosted(hw, x, kwh, tps, mode, input_share,
+                                             prefill_tps)[0] for x in xs],
                     label=hw.name)
         except ValueError:
             continue

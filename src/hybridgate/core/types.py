@@ -18,6 +18,11 @@ TopP = Annotated[float, Meta(ge=0, le=1)]
 PositiveInt = Annotated[int, Meta(ge=1)]
 Penalty = Annotated[float, Meta(ge=-2, le=2)]
 
+# Provider kinds that run in this process on the operator's hardware: priced by hardware
+# time, counted as local in reports, loaded in the background, allowed for data that must
+# stay on-premises. One list, so that "local" means the same everywhere.
+LOCAL_KINDS = frozenset({"local", "transformers", "embeddings"})
+
 
 # --------------------------------------------------------------------------- requests
 
@@ -173,6 +178,9 @@ class Usage(Struct, omit_defaults=True):
     prompt_tokens_details: dict[str, Any] | None = None
     completion_tokens_details: dict[str, Any] | None = None
     cost: float | None | UnsetType = UNSET  # USD, like OpenRouter's usage.cost
+    # Internal, never sent: seconds a local engine spent on this request (not the time it
+    # queued), which prices it. The ledger's Tracker reads it and resets it to UNSET.
+    engine_seconds: float | UnsetType = UNSET
 
     @property
     def cached_tokens(self) -> int:
@@ -180,9 +188,10 @@ class Usage(Struct, omit_defaults=True):
         return int(details.get("cached_tokens") or 0)
 
     @classmethod
-    def of(cls, prompt: int, completion: int) -> Usage:
+    def of(cls, prompt: int, completion: int,
+           engine_seconds: float | UnsetType = UNSET) -> Usage:
         return cls(prompt_tokens=prompt, completion_tokens=completion,
-                   total_tokens=prompt + completion)
+                   total_tokens=prompt + completion, engine_seconds=engine_seconds)
 
 
 class AssistantMessage(Struct):

@@ -1,9 +1,14 @@
 """The cost model, in the order docs/economics.md derives it.
 
+Prompt tokens go through prefill many times faster than output tokens are decoded, so a
+token mix with input share ``s`` is served at the blended rate
+
+    tps       = 1 / (s / prefill_tokens_per_second + (1 - s) / tokens_per_second)
+
 Owned hardware: the purchase is spread over its lifetime; power follows how busy it is.
 For one unit serving ``n`` tokens a month, with ``u = n / capacity``:
 
-    capacity  = tokens_per_second * 3600 * H            (tokens a month at u = 1; H = 730)
+    capacity  = tps * 3600 * H                          (tokens a month at u = 1; H = 730)
     fixed     = purchase / (lifetime_years * 12)
     power(u)  = (idle_watts + u * (watts - idle_watts)) / 1000 * H * usd_per_kwh
     cost(n)   = fixed + power(n / capacity)
@@ -42,9 +47,12 @@ class Hardware:
     lifetime_years: float
     watts: float
     idle_watts: float
-    tokens_per_second: float
+    tokens_per_second: float  # output (decode) tokens/s, aggregate
     reference_model: str
     sources: tuple[str, ...] = ()
+    # prompt (prefill) tokens/s; None: unknown, so prompt tokens are costed at the decode
+    # rate (cautious: it overstates the self-hosted cost)
+    prefill_tokens_per_second: float | None = None
 
 
 @cache
@@ -70,8 +78,20 @@ def _k(usd_per_kwh: float) -> float:
     return HOURS_PER_MONTH / 1000 * usd_per_kwh
 
 
-def capacity_month(hw: Hardware, tokens_per_second: float | None = None) -> float:
-    return (tokens_per_second or hw.tokens_per_second) * 3600 * HOURS_PER_MONTH
+def blended_tps(hw: Hardware, input_share: float, tokens_per_second: float | None = None,
+                prefill_tokens_per_second: float | None = None) -> float:
+    """Tokens/s for a mix with ``input_share`` prompt tokens: each kind at its own rate."""
+    decode = tokens_per_second or hw.tokens_per_second
+    prefill = prefill_tokens_per_second or hw.prefill_tokens_per_second or decode
+    return 1.0 / (input_share / prefill + (1.0 - input_share) / decode)
+
+
+def capacity_month(hw: Hardware, tokens_per_second: float | None = None,
+                   input_share: float = 0.75,
+                   prefill_tokens_per_second: float | None = None) -> float:
+    """Tokens (prompt + output, in the given mix) one unit serves in a month at u = 1."""
+    tps = blended_tps(hw, input_share, tokens_per_second, prefill_tokens_per_second)
+    return tps * 3600 * HOURS_PER_MONTH
 
 
 def _mode(hw: Hardware, mode: str) -> str:
@@ -108,9 +128,10 @@ def hourly_cost(hw: Hardware, usd_per_kwh: float, utilization: float = 0.5) -> f
 
 def monthly_self_hosted(hw: Hardware, tokens: float, usd_per_kwh: float,
                         tokens_per_second: float | None = None,
-                        mode: str = "auto") -> tuple[float, int]:
+                        mode: str = "auto", input_share: float = 0.75,
+                        prefill_tokens_per_second: float | None = None) -> tuple[float, int]:
     """(USD per month, units needed) to serve ``tokens`` a month."""
-    cap = capacity_month(hw, tokens_per_second)
+    cap = capacity_month(hw, tokens_per_second, input_share, prefill_tokens_per_second)
     units = max(1, math.ceil(tokens / cap))
     cost, _ = unit_month(hw, tokens / (units * cap), usd_per_kwh, mode)
     return cost * units, units
@@ -127,9 +148,11 @@ class BreakEven:
 
 
 def break_even(hw: Hardware, usd_per_token: float, usd_per_kwh: float,
-               tokens_per_second: float | None = None, mode: str = "auto") -> BreakEven:
+               tokens_per_second: float | None = None, mode: str = "auto",
+               input_share: float = 0.75,
+               prefill_tokens_per_second: float | None = None) -> BreakEven:
     kind = _mode(hw, mode)
-    cap = capacity_month(hw, tokens_per_second)
+    cap = capacity_month(hw, tokens_per_second, input_share, prefill_tokens_per_second)
     if kind == "rented":
         assert hw.cloud_hourly_usd is not None
         n = hw.cloud_hourly_usd * HOURS_PER_MONTH / usd_per_token

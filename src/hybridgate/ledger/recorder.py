@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from msgspec import UNSET
+
 from hybridgate.config.settings import (
     AnthropicModel,
     Config,
@@ -21,14 +23,13 @@ from hybridgate.config.settings import (
     hybridgate_home,
 )
 from hybridgate.core.ids import new_id
+from hybridgate.core.types import LOCAL_KINDS
 from hybridgate.economics.costs import hourly_cost, load_hardware
 from hybridgate.ledger.prices import Price, PriceBook
 from hybridgate.ledger.record import Record
 from hybridgate.ledger.writer import Ledger, LedgerUnavailable
 
 log = logging.getLogger("hybridgate.ledger")
-
-LOCAL_KINDS = ("local", "embeddings")
 
 
 @dataclass(slots=True)
@@ -157,8 +158,16 @@ class Tracker:
         cached = int(getattr(usage, "cached_tokens", 0) or 0)
         self.usage = (prompt, cached, completion)
         self.tokens_source = source
+        # A local engine reports the seconds it worked on this request; time spent queued
+        # behind other requests is not this request's cost (it would count busy hours
+        # several times over). Without a report: the whole latency.
+        seconds = getattr(usage, "engine_seconds", UNSET)
+        if seconds is not UNSET:
+            usage.engine_seconds = UNSET  # internal: never sent to the client
+        else:
+            seconds = time.perf_counter() - self.t0
         self.costs = self.recorder.costs(self.route, self.provider, prompt, cached, completion,
-                                         time.perf_counter() - self.t0)
+                                         seconds)
         return self.costs
 
     def _record(self, status: int, error: str | None) -> Record:

@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from hybridgate.core.types import LOCAL_KINDS
 from hybridgate.ledger.store import Store
 
 GROUPS = ("model", "route", "key", "day")
-LOCAL = ("local", "embeddings")
 
 _SINCE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -114,7 +114,7 @@ def _summarize(name: str, rows: list[Row]) -> Group:
         g.completion_tokens += r.completion_tokens
         g.energy_j += r.energy_j or 0.0
         mix[r.route or "-"] += 1
-        local += r.provider in LOCAL
+        local += r.provider in LOCAL_KINDS
         if r.status < 400:
             lat.append(r.latency_ms)
             if r.ttft_ms is not None:

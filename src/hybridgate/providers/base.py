@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 
 from hybridgate.core.errors import InvalidRequest
 from hybridgate.core.types import (
+    LOCAL_KINDS,
     ChatChunk,
     ChatRequest,
     ChatResponse,
@@ -46,6 +47,11 @@ class Provider:
     @property
     def ready(self) -> bool:
         return True
+
+    @property
+    def local(self) -> bool:
+        """Runs in this process on the operator's hardware (see ``LOCAL_KINDS``)."""
+        return self.kind in LOCAL_KINDS
 
     def _unsupported(self, what: str) -> InvalidRequest:
         return InvalidRequest(f"model '{self.name}' does not support {what}", param="model",

@@ -109,10 +109,37 @@ def drop_contaminated(labels: Labels, jsonl: Path) -> Labels:
     return labels.subset(keep)
 
 
+def normalize(prompt: str) -> str:
+    """What counts as the same prompt: case-folded, whitespace runs collapsed."""
+    return " ".join(prompt.split()).casefold()
+
+
+def dedupe(labels: Labels) -> Labels:
+    """One row per normalized prompt text, at its first position; rows that repeat a
+    prompt are merged into it (their labels averaged), so no text can sit on both sides
+    of a split. RouteLLM's MMLU labels hold 105 repeated prompt texts."""
+    first: dict[str, int] = {}
+    members: list[list[int]] = []
+    for i, p in enumerate(labels.prompts):
+        key = normalize(p)
+        if key in first:
+            members[first[key]].append(i)
+        else:
+            first[key] = len(members)
+            members.append([i])
+    keep = np.array([m[0] for m in members], dtype=np.int64)
+    out = labels.subset(keep)
+    out.weak = np.array([labels.weak[m].mean() for m in members])
+    out.strong = np.array([labels.strong[m].mean() for m in members])
+    return out
+
+
 def split(labels: Labels, test_share: float = 0.5, seed: int = 0) -> tuple[Labels, Labels]:
-    """The fixed, documented split: by question, stratified by subject, seed 0."""
+    """The fixed, documented split: de-duplicated by normalized text, then by question,
+    stratified by subject, seed 0."""
     from sklearn.model_selection import train_test_split
 
+    labels = dedupe(labels)
     idx = np.arange(len(labels))
     tr, te = train_test_split(idx, test_size=test_share, stratify=labels.groups,
                               random_state=seed)

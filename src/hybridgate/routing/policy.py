@@ -3,8 +3,9 @@
 In order, for a request to a route group (e.g. ``auto`` = {weak: local, strong: gpt-4.1}):
 
 1. residency: a request tagged sensitive (``x-hybridgate-residency: local``) or in which
-   personal data is detected (email, card number, IBAN, US SSN) stays on the group's
-   local member; with no local member it is refused (403) rather than sent out;
+   personal data is detected (email, card number, IBAN, US SSN) anywhere an upstream
+   would see it (every message, tool call and tool definition: ``guard.pii``) stays on
+   the group's local member; with no local member it is refused (403) rather than sent;
 2. tenant allowlist: a member the caller's tenant may not use is never chosen; with one
    member left, that member (with none, 403);
 3. images or audio: the strong member (the local model reads text only);
@@ -12,58 +13,25 @@ In order, for a request to a route group (e.g. ``auto`` = {weak: local, strong: 
 5. nothing to score (no text): the weak member;
 6. otherwise the router's score against the group's threshold.
 
-Pinned models need no policy but the allowlist: a request naming a model gets that
-model, or a 403 if its tenant may not use it.
+Pinned models need no policy but the allowlist and the residency tag: a request naming
+a model gets that model, or a 403 if its tenant may not use it or if it is tagged
+``x-hybridgate-residency: local`` and the model is remote (``routing.resolve``).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 
 from hybridgate.config.settings import LocalModel, RouteGroup, TransformersModel
-from hybridgate.core.errors import GatewayError, ModelNotAllowed
+from hybridgate.core.errors import ModelNotAllowed, ResidencyViolation
 from hybridgate.core.types import ChatRequest
+from hybridgate.guard.pii import detect, outbound_text
 from hybridgate.routing.router import Router, RouterFileError
 
 log = logging.getLogger("hybridgate.routing")
 
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
-_SSN = re.compile(r"\b\d{3}-\d{2}-\d{4}\b")
-_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){3,7}\b")
-_CARD = re.compile(r"\b(?:\d[ -]?){13,19}\b")
 CHARS_PER_TOKEN = 3.5  # a cautious estimate; the local provider counts exactly later
-
-
-class ResidencyViolation(GatewayError):
-    status = 403
-    type = "permission_error"
-    code = "residency_violation"
-
-
-def _luhn(digits: str) -> bool:
-    total = 0
-    for i, d in enumerate(reversed(digits)):
-        n = int(d) * (2 if i % 2 else 1)
-        total += n - 9 if n > 9 else n
-    return total % 10 == 0
-
-
-def looks_sensitive(text: str) -> str | None:
-    """The kind of personal data found, or None. Deliberately simple: the PII guard
-    (another issue) does the full job; this keeps obvious cases from leaving."""
-    if _EMAIL.search(text):
-        return "email"
-    if _SSN.search(text):
-        return "ssn"
-    if _IBAN.search(text):
-        return "iban"
-    for m in _CARD.finditer(text):
-        digits = re.sub(r"\D", "", m.group())
-        if 13 <= len(digits) <= 19 and _luhn(digits):
-            return "card"
-    return None
 
 
 @dataclass(frozen=True)
@@ -111,7 +79,8 @@ class RoutedGroup:
             raise ModelNotAllowed(f"this key's tenant may use neither member of route "
                                   f"'{g.name}' ({g.weak}, {g.strong})", param="model")
         text, has_media = _request_text(req)
-        kind = "tagged" if sensitive else looks_sensitive(text)
+        outbound = outbound_text(req)
+        kind = "tagged" if sensitive else detect(outbound)
         if kind:
             if self.weak_local and ok_weak:
                 return Decision("weak", f"residency:{kind}"), text
@@ -125,7 +94,7 @@ class RoutedGroup:
         if has_media:
             return Decision("strong", "images"), text
         if self.weak_ctx is not None:
-            need = len(_all_text(req)) / CHARS_PER_TOKEN + (req.token_limit or 0)
+            need = len(outbound) / CHARS_PER_TOKEN + (req.token_limit or 0)
             if need > self.weak_ctx:
                 return Decision("strong", "context"), text
         if not text.strip():
@@ -148,7 +117,3 @@ def _request_text(req: ChatRequest) -> tuple[str, bool]:
         if m.role == "user":
             return m.text(), has_media
     return "", has_media
-
-
-def _all_text(req: ChatRequest) -> str:
-    return "".join(m.text() for m in req.messages)

@@ -24,6 +24,7 @@ from hybridgate.core.errors import (
     GatewayError,
     ModelNotAllowed,
     ModelNotFound,
+    ResidencyViolation,
     UpstreamUnavailable,
 )
 from hybridgate.core.types import ChatRequest
@@ -65,6 +66,7 @@ class Models:
         self.groups: dict[str, RoutedGroup] = {
             g.name: RoutedGroup(g, entries[g.weak], entries[g.strong]) for g in config.routes}
         self.providers: dict[str, Provider] = {m.name: build_provider(m) for m in config.models}
+        self.optional = {m.name for m in config.models if m.optional}
         self.default = config.default_model or self._first_chat_model(config)
         self.load_errors: dict[str, str] = {}
         self._loading: asyncio.Task[None] | None = None
@@ -79,14 +81,15 @@ class Models:
     async def start(self) -> None:
         """Remote providers start at once (pools); local weights load in the background,
         so /healthz answers while a big model loads and /readyz says when it is done."""
-        remote = [p for p in self.providers.values() if p.kind not in ("local", "embeddings")]
-        for p in remote:
+        for p in self.providers.values():
+            if p.local:
+                continue
             await p.start()
         self._loading = asyncio.create_task(self._load_local())
 
     async def _load_local(self) -> None:
         for p in self.providers.values():
-            if p.kind in ("local", "embeddings"):
+            if p.local:
                 try:
                     await p.start()
                     log.info("model %s loaded", p.name)
@@ -109,11 +112,15 @@ class Models:
 
     @property
     def ready(self) -> bool:
-        return all(p.ready for p in self.providers.values() if p.name not in self.load_errors)
+        """Every model is loaded, except those marked ``optional`` that failed to."""
+        return all(p.ready or (p.name in self.optional and p.name in self.load_errors)
+                   for p in self.providers.values())
 
-    def get(self, name: str, allowed: frozenset[str] | None = None) -> Provider:
+    def get(self, name: str, allowed: frozenset[str] | None = None,
+            local_only: bool = False) -> Provider:
         """The provider a request naming ``name`` gets; ``allowed``: the models the
-        caller's tenant may use (None: any)."""
+        caller's tenant may use (None: any); ``local_only``: the request is tagged
+        ``x-hybridgate-residency: local``, so a remote model is refused (403)."""
         if name in self.groups:  # only chat is routed; other endpoints use the weak member
             name = self.groups[name].group.weak
         if name == AUTO:
@@ -126,6 +133,10 @@ class Models:
         if allowed is not None and name not in allowed:
             raise ModelNotAllowed(f"this key's tenant is not allowed to use the model "
                                   f"'{name}'", param="model")
+        if local_only and not p.local:
+            raise ResidencyViolation(
+                f"the request is tagged x-hybridgate-residency: local and the model "
+                f"'{name}' is remote; name a local model or a route group with one")
         if not p.ready:
             why = self.load_errors.get(name)
             raise UpstreamUnavailable(
@@ -139,7 +150,7 @@ class Models:
         """One provider per chat request: (provider, routing decision, scored text)."""
         group = self.groups.get(req.model)
         if group is None:
-            return self.get(req.model, allowed), None, ""
+            return self.get(req.model, allowed, local_only=sensitive), None, ""
         decision, text = group.decide(req, sensitive, allowed)
         return self.get(group.member(decision), allowed), decision, text
 

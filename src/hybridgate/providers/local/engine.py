@@ -20,6 +20,7 @@ from llama_cpp import Llama, LlamaGrammar
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from hybridgate.core.errors import InvalidRequest
+from hybridgate.providers.local.control import ControlText
 from hybridgate.providers.local.textstream import StopTextStream
 
 KV_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0,
@@ -44,6 +45,7 @@ class GenerationResult:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str  # "stop", "length" or "cancelled"
+    seconds: float = 0.0  # time on the model thread (prefill + decode), queueing excluded
 
 
 class Engine:
@@ -68,6 +70,16 @@ class Engine:
                 template,
                 eos_token=self._special_text(self.llm.token_eos()),
                 bos_token=self._special_text(self.llm.token_bos()))
+        self.control = ControlText(self._control_texts())
+
+    def _control_texts(self) -> list[str]:
+        """The text of every control token (role markers, end of turn, BOS/EOS...)."""
+        vocab = self.llm._model.vocab
+        out = []
+        for tok in range(llama_cpp.llama_vocab_n_tokens(vocab)):
+            if llama_cpp.llama_vocab_get_attr(vocab, tok) & llama_cpp.LLAMA_TOKEN_ATTR_CONTROL:
+                out.append(self._special_text(tok))
+        return out
 
     def _special_text(self, token: int) -> str:
         if token < 0:
@@ -84,15 +96,22 @@ class Engine:
             raise InvalidRequest("this local model has no chat template; use /v1/completions",
                                  param="model", code="unsupported_model")
         try:
-            return self.formatter(messages=messages, tools=tools).prompt
+            return self.formatter(messages=self.control.escape(messages),
+                                  tools=self.control.escape(tools)).prompt
         except Exception as e:  # the template's own raise_exception, or a Jinja error
             raise InvalidRequest(f"the model's chat template rejected these messages: {e}",
                                  param="messages") from None
 
     def tokenize_prompt(self, prompt: str, templated: bool) -> list[int]:
-        # A rendered chat template already contains BOS and special tokens as text.
-        return self.llm.tokenize(prompt.encode("utf-8"), add_bos=not templated,
-                                 special=templated)
+        """A plain prompt is all client text (BOS added, no special tokens parsed); a
+        rendered chat prompt already holds BOS and the template's markers as text, and
+        client text in it was escaped by ``render_chat`` (see ``ControlText``)."""
+        if not templated:
+            return self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
+        tokens: list[int] = []
+        for piece, special in self.control.segments(prompt):
+            tokens += self.llm.tokenize(piece.encode("utf-8"), add_bos=False, special=special)
+        return tokens
 
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
@@ -122,6 +141,12 @@ class Engine:
         if limit == 0:
             return GenerationResult("", len(tokens), 0, "length")
         self.llm.set_seed(params.seed if params.seed is not None else random.getrandbits(31))
+        if params.seed is not None:
+            # Reproducible means the same logits too: a prompt evaluated on top of a reused
+            # prefix of the KV cache gives logits a few ulps off a fresh evaluation, which
+            # at temperature 1 is enough to sample another first token. Seeded requests
+            # therefore start from an empty cache.
+            self.llm.reset()
         text = StopTextStream(params.stop)
         parts: list[str] = []
         produced = 0

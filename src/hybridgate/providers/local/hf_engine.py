@@ -17,6 +17,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 from hybridgate.core.errors import InvalidRequest
+from hybridgate.providers.local.control import ControlText
 from hybridgate.providers.local.engine import Engine, GenerationResult, SamplingParams
 from hybridgate.providers.local.textstream import StopTextStream
 from hybridgate.turboquant.kv_cache import TurboQuantCache, cache_nbytes
@@ -41,6 +42,8 @@ class TransformersEngine:
         if self.tokenizer.eos_token_id is not None:
             self.eos.add(self.tokenizer.eos_token_id)
         self.last_cache_bytes = 0  # what the last request's cache held at its end
+        self.control = ControlText(
+            t.content for t in self.tokenizer.added_tokens_decoder.values() if t.special)
 
     def close(self) -> None:
         self.model = None  # type: ignore[assignment]
@@ -50,14 +53,23 @@ class TransformersEngine:
             raise InvalidRequest("this local model has no chat template; use /v1/completions",
                                  param="model", code="unsupported_model")
         try:
-            return self.tokenizer.apply_chat_template(messages, tools=tools, tokenize=False,
-                                                      add_generation_prompt=True)
+            return self.tokenizer.apply_chat_template(
+                self.control.escape(messages), tools=self.control.escape(tools),
+                tokenize=False, add_generation_prompt=True)
         except Exception as e:  # the template's own raise_exception, or a Jinja error
             raise InvalidRequest(f"the model's chat template rejected these messages: {e}",
                                  param="messages") from None
 
     def tokenize_prompt(self, prompt: str, templated: bool) -> list[int]:
-        return self.tokenizer(prompt, add_special_tokens=not templated).input_ids
+        """As ``Engine.tokenize_prompt``: client text never becomes control tokens."""
+        if not templated:
+            return self.tokenizer(prompt, add_special_tokens=True,
+                                  split_special_tokens=True).input_ids
+        tokens: list[int] = []
+        for piece, special in self.control.segments(prompt):
+            tokens += self.tokenizer(piece, add_special_tokens=False,
+                                     split_special_tokens=not special).input_ids
+        return tokens
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False).input_ids)

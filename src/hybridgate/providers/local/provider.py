@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 import jsonschema
 
 from hybridgate.config.settings import LocalModel
+from hybridgate.core import schemas
 from hybridgate.core.errors import InvalidRequest, UpstreamError, UpstreamUnavailable
 from hybridgate.core.ids import new_id, now
 from hybridgate.core.types import (
@@ -197,8 +199,12 @@ class LocalProvider(Provider):
         def work() -> None:
             if cancel.is_set():
                 return
+            t0 = time.perf_counter()
             try:
-                emit((_DONE, job(cancel, emit), None))
+                result = job(cancel, emit)
+                if isinstance(result, GenerationResult):  # the engine's own time, not queueing
+                    result.seconds = time.perf_counter() - t0
+                emit((_DONE, result, None))
             except BaseException as e:  # crosses threads; re-raised on the loop
                 emit((_DONE, None, e))
 
@@ -239,7 +245,7 @@ class LocalProvider(Provider):
         if plan.schema is None or finish != "stop":
             return
         try:
-            jsonschema.validate(json.loads(text), plan.schema)
+            schemas.validator(plan.schema).validate(json.loads(text))
         except (ValueError, jsonschema.ValidationError) as e:
             msg = getattr(e, "message", str(e))
             raise UpstreamError(f"local model output does not match the json_schema: {msg}",
@@ -263,7 +269,7 @@ class LocalProvider(Provider):
         return ChatResponse(
             id=new_id("chatcmpl"), created=now(), model=self.name,
             choices=[Choice(index=0, message=msg, finish_reason=finish)],
-            usage=Usage.of(result.prompt_tokens, result.completion_tokens))
+            usage=Usage.of(result.prompt_tokens, result.completion_tokens, result.seconds))
 
     async def chat_stream(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
         plan: _ChatPlan = await self._plan(lambda: self._plan_chat(req))
@@ -304,7 +310,8 @@ class LocalProvider(Provider):
         self._validate_schema(plan, result.text, finish)
         yield chunk(Delta(), finish)
         yield ChatChunk(id=cid, created=created, model=self.name, choices=[],
-                        usage=Usage.of(result.prompt_tokens, result.completion_tokens))
+                        usage=Usage.of(result.prompt_tokens, result.completion_tokens,
+                                       result.seconds))
 
     # ------------------------------------------------------------------ completions
 
@@ -315,7 +322,7 @@ class LocalProvider(Provider):
             id=new_id("cmpl"), created=now(), model=self.name,
             choices=[CompletionChoice(index=0, text=result.text,
                                       finish_reason=result.finish_reason)],
-            usage=Usage.of(result.prompt_tokens, result.completion_tokens))
+            usage=Usage.of(result.prompt_tokens, result.completion_tokens, result.seconds))
 
     async def complete_stream(self, req: CompletionRequest) -> AsyncIterator[CompletionResponse]:
         tokens, params = await self._plan(lambda: self._plan_completion(req))
@@ -327,7 +334,7 @@ class LocalProvider(Provider):
                     CompletionChoice(index=0, text="", finish_reason=item.finish_reason)])
                 yield CompletionResponse(id=cid, created=created, model=self.name, choices=[],
                                          usage=Usage.of(item.prompt_tokens,
-                                                        item.completion_tokens))
+                                                        item.completion_tokens, item.seconds))
                 return
             yield CompletionResponse(id=cid, created=created, model=self.name, choices=[
                 CompletionChoice(index=0, text=item, finish_reason=None)])

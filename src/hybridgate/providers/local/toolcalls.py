@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import json
-import re
 
 from hybridgate.core.ids import new_id
 from hybridgate.core.types import FunctionCall, Tool, ToolCall
 from hybridgate.providers.local.prompt import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
 
-_BLOCK = re.compile(re.escape(TOOL_CALL_OPEN) + r"\s*(.*?)\s*(?:" + re.escape(TOOL_CALL_CLOSE)
-                    + r"|$)", re.S)
+
+def _blocks(text: str, start: int) -> list[str]:
+    """The bodies of ``<tool_call>...</tool_call>`` blocks from ``start`` (an unclosed last
+    block runs to the end). A ``str.find`` walk: linear in the text, whatever it holds,
+    with no backtracking to reason about."""
+    out = []
+    while start >= 0:
+        body = start + len(TOOL_CALL_OPEN)
+        end = text.find(TOOL_CALL_CLOSE, body)
+        out.append(text[body:end if end >= 0 else len(text)].strip())
+        if end < 0:
+            break
+        start = text.find(TOOL_CALL_OPEN, end + len(TOOL_CALL_CLOSE))
+    return out
 
 
 def parse_tool_calls(text: str, tools: list[Tool]) -> tuple[str, list[ToolCall]]:
@@ -24,9 +35,9 @@ def parse_tool_calls(text: str, tools: list[Tool]) -> tuple[str, list[ToolCall]]
         return _bare_json_call(text, tools)
     offered = {t.function.name for t in tools}
     calls: list[ToolCall] = []
-    for m in _BLOCK.finditer(text, start):
+    for block in _blocks(text, start):
         try:
-            obj = json.loads(m.group(1))
+            obj = json.loads(block)
         except ValueError:
             return text, []
         if not isinstance(obj, dict) or obj.get("name") not in offered:
