@@ -25,7 +25,7 @@ def gateway():
 
 
 def engine(gateway, name):
-    return gateway.server.config.app.state.models.providers[name].engine
+    return gateway.server.config.app.state.pipeline.registry.providers[name].engine
 
 
 QUESTION = [{"role": "user", "content": "List the days of the week, one per line."}]

@@ -12,7 +12,7 @@ from hybridgate.config.settings import parse_config
 from hybridgate.core.types import LOCAL_KINDS, Usage
 from hybridgate.ledger.recorder import Recorder
 from hybridgate.ledger.report import Row, _summarize
-from hybridgate.routing.resolve import build_provider
+from hybridgate.providers.registry import build_provider
 
 CONFIG = {"ledger": {"enabled": False}, "models": [
     {"name": "tq", "provider": "transformers", "model": "/nowhere.gguf"},

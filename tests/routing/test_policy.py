@@ -16,7 +16,8 @@ def req(content, **kw):
 
 
 def group(**kw):
-    return RoutedGroup(RouteGroup(name="auto", weak="local", strong="gpt", **kw), LOCAL, REMOTE)
+    return RoutedGroup(RouteGroup(name="auto", weak="local", strong="gpt", **kw), LOCAL,
+                       frozenset({"local"}))
 
 
 def chat(messages, **kw):
@@ -58,7 +59,7 @@ def test_policies_in_order():
 
 
 def test_no_local_member_refuses_sensitive():
-    g = RoutedGroup(RouteGroup(name="auto", weak="gpt", strong="gpt2"), REMOTE, REMOTE)
+    g = RoutedGroup(RouteGroup(name="auto", weak="gpt", strong="gpt2"), REMOTE, frozenset())
     with pytest.raises(ResidencyViolation):
         g.decide(req("my card is 4111111111111111"), False)
 

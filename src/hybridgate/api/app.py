@@ -25,9 +25,7 @@ from hybridgate.core.errors import (
     NotFound,
     PayloadTooLarge,
 )
-from hybridgate.gate.auth import KeyTable
-from hybridgate.ledger.recorder import Recorder
-from hybridgate.routing.resolve import Models
+from hybridgate.pipeline import Pipeline
 
 log = logging.getLogger("hybridgate.api")
 
@@ -79,14 +77,14 @@ class GatewayApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
-def create_app(config: Config, models: Models | None = None) -> Starlette:
-    models = models if models is not None else Models(config)
-    recorder = Recorder(config)
-    keys = KeyTable(config)
-    if not keys.enabled and config.server.host not in ("127.0.0.1", "localhost", "::1"):
+def create_app(config: Config) -> Starlette:
+    pipeline = Pipeline(config)
+    registry, recorder = pipeline.registry, pipeline.recorder
+    if not pipeline.keys.enabled and config.server.host not in ("127.0.0.1", "localhost",
+                                                               "::1"):
         log.warning("listening on %s with no gateway keys: anyone who can reach it can use "
                     "every model; add `keys:` to the config", config.server.host)
-    api = OpenAIRoutes(models, recorder, keys, config.server.max_body_bytes)
+    api = OpenAIRoutes(pipeline, config.server.max_body_bytes)
 
     async def healthz(request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
@@ -94,12 +92,12 @@ def create_app(config: Config, models: Models | None = None) -> Starlette:
     async def readyz(request: Request) -> Response:
         ledger_ok = recorder.ledger is None or recorder.ledger.healthy or \
             not recorder.ledger.required
-        ready = models.ready and ledger_ok
+        ready = registry.ready and ledger_ok
         body = {"ready": ready,
-                "models": {n: p.ready for n, p in models.providers.items()},
+                "models": {n: p.ready for n, p in registry.providers.items()},
                 "ledger": None if recorder.ledger is None else {
                     "healthy": recorder.ledger.healthy, "error": recorder.ledger.last_error},
-                "errors": models.load_errors}
+                "errors": registry.load_errors}
         return Response(msgspec.json.encode(body), status_code=200 if ready else 503,
                         media_type="application/json")
 
@@ -127,16 +125,13 @@ def create_app(config: Config, models: Models | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await recorder.start()
-        await models.start()
+        await pipeline.start()
         try:
             yield
         finally:
-            await models.close()
-            await recorder.close()
+            await pipeline.close()
 
     app = GatewayApp(routes=routes, lifespan=lifespan,
                      exception_handlers={HTTPException: http_error})
-    app.state.models = models
-    app.state.recorder = recorder
+    app.state.pipeline = pipeline
     return app

@@ -1,15 +1,15 @@
 """Server-Sent Events out: OpenAI's framing (``data: {json}\\n\\n`` ... ``data: [DONE]``).
 
-The stream's record is committed before ``[DONE]``: a client that saw the end of its
-stream is guaranteed a ledger row. If the commit fails in required mode, the stream
-ends with a 503 error event instead.
+The stream's record is committed before ``[DONE]`` (the pipeline's recorded stream
+commits before it ends): a client that saw the end of its stream is guaranteed a ledger
+row. If the commit fails in required mode, the stream ends with a 503 error event.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.responses import Response
@@ -18,7 +18,6 @@ from starlette.types import Message, Receive, Scope, Send
 from hybridgate.api.errors import error_body
 from hybridgate.core.errors import GatewayError
 from hybridgate.core.types import encode
-from hybridgate.ledger.recorder import Tracker
 
 log = logging.getLogger("hybridgate.api")
 
@@ -26,55 +25,18 @@ DONE = b"data: [DONE]\n\n"
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
-async def open_stream(chunks: AsyncIterator[Any]) -> tuple[Any, AsyncIterator[Any]]:
-    """Pull the first chunk before answering, so errors that happen before any output
-    (unknown model, upstream refused, prompt too long) are real HTTP errors, not 200s."""
-    it = chunks.__aiter__()
-    try:
-        first = await it.__anext__()
-    except BaseException:
-        await it.aclose()  # type: ignore[attr-defined]
-        raise
-    return first, it
-
-
-def _chars(chunk: Any) -> int:
-    """Characters of generated output in a chunk: > 0 marks the first token, and the sum
-    feeds a token estimate should the upstream send no usage."""
-    n = 0
-    for c in chunk.choices:
-        delta = getattr(c, "delta", None)
-        if delta is None:
-            n += len(getattr(c, "text", "") or "")
-            continue
-        n += len(delta.content or "")
-        for call in delta.tool_calls or ():
-            if call.function is not None:
-                n += len(call.function.name or "") + len(call.function.arguments or "")
-    return n
-
-
-async def _frames(first: Any, rest: AsyncIterator[Any], include_usage: bool,
-                  tracker: Tracker, on_end: Callable[[Any, str], None],
-                  prompt_chars: Callable[[], int] | None) -> AsyncIterator[bytes]:
-    usage = None
-    status = "200"
-    completion_chars = 0  # for an estimate, should the upstream send no usage
+async def _frames(first: Any, rest: AsyncIterator[Any], include_usage: bool
+                  ) -> AsyncIterator[bytes]:
+    """OpenAI's framing of a stream the pipeline already records: the usage chunk only if
+    the client asked for it, ``[DONE]`` once the stream has ended (by then its row is
+    committed), a mid-stream failure as a final error event without ``[DONE]``."""
     try:
         item = first
         while True:
             out: list[bytes] = []
             for chunk in item if isinstance(item, list) else (item,):
-                if not chunk.choices and chunk.usage:
-                    usage = chunk.usage
-                    usage.cost = tracker.set_usage(usage).cost_usd
-                    if not include_usage:
-                        continue
-                else:
-                    n = _chars(chunk)
-                    completion_chars += n
-                    if n and tracker.ttft is None:
-                        tracker.first_token()
+                if not include_usage and not chunk.choices and chunk.usage:
+                    continue
                 out.append(b"data: " + encode(chunk) + b"\n\n")
             if out:  # chunks that arrived together leave in one write
                 yield b"".join(out)
@@ -82,22 +44,12 @@ async def _frames(first: Any, rest: AsyncIterator[Any], include_usage: bool,
                 item = await rest.__anext__()
             except StopAsyncIteration:
                 break
-        if usage is None and prompt_chars is not None:
-            tracker.estimate_usage(prompt_chars(), completion_chars)
-        await tracker.commit(200)
         yield DONE
     except GatewayError as e:
         # Headers are gone; OpenAI reports a mid-stream failure as an error event.
-        status = f"error:{e.status}"
-        await tracker.commit(e.status, e.message)
         yield b"data: " + error_body(e) + b"\n\n"
-    except BaseException:
-        status = "cancelled"
-        tracker.commit_nowait(499, "client disconnected")
-        raise
     finally:
         await rest.aclose()  # type: ignore[attr-defined]
-        on_end(usage, status)
 
 
 class EventStream(Response):
@@ -155,8 +107,6 @@ class EventStream(Response):
             await self.frames.aclose()  # type: ignore[attr-defined]
 
 
-def sse_response(first: Any, rest: AsyncIterator[Any], include_usage: bool, tracker: Tracker,
-                 on_end: Callable[[Any, str], None], headers: dict[str, str],
-                 prompt_chars: Callable[[], int] | None = None) -> EventStream:
-    return EventStream(_frames(first, rest, include_usage, tracker, on_end, prompt_chars),
-                       headers)
+def sse_response(first: Any, rest: AsyncIterator[Any], include_usage: bool,
+                 headers: dict[str, str]) -> EventStream:
+    return EventStream(_frames(first, rest, include_usage), headers)

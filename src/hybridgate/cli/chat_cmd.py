@@ -16,8 +16,10 @@ import msgspec
 from hybridgate.config.settings import default_config, load_config
 from hybridgate.core.errors import GatewayError
 from hybridgate.core.types import ChatChunk, ChatRequest, Message
+from hybridgate.execute import Executor
+from hybridgate.providers.registry import Registry
 from hybridgate.providers.sse import iter_events
-from hybridgate.routing.resolve import Models
+from hybridgate.routing.resolve import Routes
 
 
 def _out(text: str) -> None:
@@ -44,20 +46,23 @@ async def _remote(url: str, body: dict, api_key: str | None) -> None:
 
 
 async def _local(config_path: str | None, req: ChatRequest) -> None:
-    # The in-process path needs only the chat model, not the embedding model.
-    models = Models(load_config(config_path) if config_path else default_config(embeddings=False))
-    await models.start()
+    # The in-process path needs only the chat model, not the embedding model, and no
+    # ledger: the routing and execute stages without the gate and the record.
+    config = load_config(config_path) if config_path else default_config(embeddings=False)
+    registry = Registry(config)
+    routes = Routes(config, registry.local_names)
+    await registry.start()
     try:
-        await models.wait_loaded()
-        if models.load_errors:
-            raise click.ClickException("; ".join(models.load_errors.values()))
-        provider, _, _ = models.pick_chat(req)
+        await registry.wait_loaded()
+        if registry.load_errors:
+            raise click.ClickException("; ".join(registry.load_errors.values()))
+        provider = Executor(registry).provider(routes.choose(req).model)
         async for chunk in provider.chat_stream(req):
             for c in chunk.choices:
                 if c.delta.content:
                     _out(c.delta.content)
     finally:
-        await models.close()
+        await registry.close()
 
 
 @click.command()

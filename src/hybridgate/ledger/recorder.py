@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from hybridgate.config.settings import (
     OpenAIModel,
     hybridgate_home,
 )
+from hybridgate.core.errors import GatewayError
 from hybridgate.core.ids import new_id
 from hybridgate.core.types import LOCAL_KINDS
 from hybridgate.economics.costs import hourly_cost, load_hardware
@@ -187,10 +189,50 @@ class Tracker:
             error=error, route_score=self.route_score, route_decision=self.route_decision,
             route_text=self.route_text)
 
-    async def commit(self, status: int, error: str | None = None) -> None:
-        """Commit the record; raises LedgerUnavailable for a success that cannot be kept."""
+    async def watch(self, chunks: AsyncIterator[Any], prompt_chars: Callable[[], int] | None,
+                    on_end: Callable[[Any, str], None]) -> AsyncIterator[Any]:
+        """Pass a stream's chunks through, recording as they go: the first token's time,
+        the usage chunk (priced; ``usage.cost`` set before it is sent), a token estimate
+        should the upstream send no usage. The row is committed when the upstream ends,
+        *before* this iterator ends, so the API writes ``[DONE]`` only after the commit.
+        A failure mid-stream is committed with its status and re-raised; a client that
+        leaves gets a 499 row. ``on_end(usage, status)`` runs once at the end, with status
+        "200", "error:<status>" or "cancelled" (for the access log)."""
+        usage = None
+        status = "200"
+        completion_chars = 0
+        try:
+            async for item in chunks:
+                for chunk in item if isinstance(item, list) else (item,):
+                    if not chunk.choices and chunk.usage:
+                        usage = chunk.usage
+                        usage.cost = self.set_usage(usage).cost_usd
+                        continue
+                    n = _chars(chunk)
+                    completion_chars += n
+                    if n and self.ttft is None:
+                        self.first_token()
+                yield item
+            if usage is None and prompt_chars is not None:
+                self.estimate_usage(prompt_chars(), completion_chars)
+            await self.commit(200)
+        except GatewayError as e:
+            status = f"error:{e.status}"
+            await self.commit(e.status, e.message)
+            raise
+        except BaseException:  # the client went away (cancelled, or the stream closed)
+            status = "cancelled"
+            self.commit_nowait(499, "client disconnected")
+            raise
+        finally:
+            await chunks.aclose()  # type: ignore[attr-defined]
+            on_end(usage, status)
+
+    async def commit(self, status: int, error: str | None = None) -> bool:
+        """Commit the record (False: it already was, or the ledger is off); raises
+        LedgerUnavailable for a success that cannot be kept."""
         if self.done or self.recorder.ledger is None:
-            return
+            return False
         self.done = True
         rec = self._record(status, error)
         try:
@@ -198,9 +240,26 @@ class Tracker:
         except LedgerUnavailable:
             if status < 400:
                 raise  # the client must not get an answer we could not record
+        return True
 
     def commit_nowait(self, status: int, error: str | None = None) -> None:
         if self.done or self.recorder.ledger is None:
             return
         self.done = True
         self.recorder.ledger.record_nowait(self._record(status, error))
+
+
+def _chars(chunk: Any) -> int:
+    """Characters of generated output in a chunk: > 0 marks the first token, and the sum
+    feeds a token estimate should the upstream send no usage."""
+    n = 0
+    for c in chunk.choices:
+        delta = getattr(c, "delta", None)
+        if delta is None:
+            n += len(getattr(c, "text", "") or "")
+            continue
+        n += len(delta.content or "")
+        for call in delta.tool_calls or ():
+            if call.function is not None:
+                n += len(call.function.name or "") + len(call.function.arguments or "")
+    return n

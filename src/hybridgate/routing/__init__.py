@@ -1,5 +1,5 @@
-"""Routing: which configured model serves a request."""
+"""Routing decides which configured model serves a request (names only)."""
 
-from hybridgate.routing.resolve import Models
+from hybridgate.routing.resolve import AUTO, Choice, Routes
 
-__all__ = ["Models"]
+__all__ = ["AUTO", "Choice", "Routes"]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from hybridgate.config.settings import LocalModel, RouteGroup, TransformersModel
+from hybridgate.config.settings import RouteGroup
 from hybridgate.core.errors import ModelNotAllowed, ResidencyViolation
 from hybridgate.core.types import ChatRequest
 from hybridgate.guard.pii import detect, outbound_text
@@ -50,12 +50,14 @@ class Decision:
 
 
 class RoutedGroup:
-    def __init__(self, group: RouteGroup, weak_cfg: object, strong_cfg: object) -> None:
+    def __init__(self, group: RouteGroup, weak_cfg: object, local: frozenset[str]) -> None:
+        """``weak_cfg``: the weak member's config entry (its context size); ``local``: the
+        names of the models that run on this machine (``Registry.local_names``)."""
         self.group = group
-        local = LocalModel | TransformersModel
-        self.weak_local = isinstance(weak_cfg, local)
-        self.strong_local = isinstance(strong_cfg, local)
-        self.weak_ctx = weak_cfg.n_ctx if isinstance(weak_cfg, local) else None
+        self.weak_local = group.weak in local
+        self.strong_local = group.strong in local
+        n_ctx = getattr(weak_cfg, "n_ctx", None)
+        self.weak_ctx = n_ctx if self.weak_local and isinstance(n_ctx, int) else None
         self.router: Router | None = None
         self.threshold = group.threshold
         try:

@@ -1,0 +1,200 @@
+"""One request through the gateway, stage by stage.
+
+The API layer turns a wire format into a ``Call`` (core types) and back; everything in
+between happens here, in this order:
+
+    1. gate      ``admit``: key -> principal (tenant, allowlist), before the body is read
+    2. record    a Tracker opens the request's ledger row (every request gets one)
+    3. check     the dialect's own validation of the decoded request
+    4. ledger    up?  (required mode: refuse rather than serve unrecorded)
+    5. route     guard + routing: residency, personal data, allowlist, the learned router
+                 -> the *name* of the model that serves it (``routing.resolve``)
+    6. execute   the provider behind that name, called once (``execute``)
+    7. record    usage priced, the row committed before the answer ends (streams: before
+                 ``[DONE]``), one access-log line
+
+Each stage takes and returns core types and may end the request with a GatewayError,
+which is recorded (status and message) and re-raised for the API layer to encode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hybridgate.config.settings import Config
+from hybridgate.core.errors import GatewayError
+from hybridgate.core.logs import access_log
+from hybridgate.core.types import ChatRequest, CompletionRequest, EmbeddingRequest
+from hybridgate.execute import Executor
+from hybridgate.gate.auth import KeyTable, Principal
+from hybridgate.ledger.recorder import Recorder, Tracker
+from hybridgate.providers.registry import Registry
+from hybridgate.routing.resolve import Choice, Routes
+
+# Bodies above this size are routed (PII scan, router features) on a worker thread, so a
+# large or adversarial prompt never holds the event loop; small ones stay inline (cheap).
+OFFLOOP_BYTES = 64 * 1024
+
+Request = ChatRequest | CompletionRequest | EmbeddingRequest
+
+
+@dataclass(slots=True)
+class Call:
+    """One decoded request, as every stage sees it."""
+
+    endpoint: str  # "chat" | "completions" | "embeddings"
+    request: Request
+    principal: Principal
+    local_only: bool = False  # x-hybridgate-residency: local
+    size: int = 0  # body bytes
+    check: Callable[[Any], None] | None = None  # the dialect's validation
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What the API layer encodes: an answer, or a stream whose first item is pulled."""
+
+    request_id: str
+    model: str  # the model that served it
+    route: str | None = None  # the route-group decision, for x-hybridgate-route
+    response: Any = None  # non-streamed
+    first: Any = None  # streamed: the first item, then the rest
+    rest: AsyncIterator[Any] | None = None
+    cost: float | None = None  # non-streamed: USD (None: unknown price)
+    priced: bool = False  # non-streamed: a cost was computed
+    estimated: bool = False  # the tokens are estimated (the upstream sent no usage)
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _prompt_chars(req: Request) -> int:
+    if isinstance(req, ChatRequest):
+        return sum(len(m.text()) for m in req.messages)
+    if isinstance(req, CompletionRequest):
+        return len(str(req.prompt))
+    return 0
+
+
+def _response_chars(resp: Any) -> int:
+    n = 0
+    for c in resp.choices:
+        msg = getattr(c, "message", None)
+        if msg is not None:
+            n += len(msg.content or "")
+            for call in msg.tool_calls or ():
+                n += len(call.function.name) + len(call.function.arguments)
+        else:
+            n += len(getattr(c, "text", "") or "")
+    return n
+
+
+class Pipeline:
+    def __init__(self, config: Config) -> None:
+        self.keys = KeyTable(config)
+        self.registry = Registry(config)  # providers, built once
+        self.routes = Routes(config, self.registry.local_names)  # names only
+        self.execute = Executor(self.registry)
+        self.recorder = Recorder(config)
+
+    async def start(self) -> None:
+        await self.recorder.start()
+        await self.registry.start()
+
+    async def close(self) -> None:
+        await self.registry.close()
+        await self.recorder.close()
+
+    # ------------------------------------------------------------------ 1. gate
+
+    def admit(self, authorization: str | None, api_key: str | None) -> Principal:
+        """Before the body is read: a request without a valid key costs us nothing."""
+        return self.keys.authenticate(authorization, api_key)
+
+    # ------------------------------------------------------------------ 2-7
+
+    async def run(self, call: Call) -> Outcome:
+        req = call.request
+        stream = bool(getattr(req, "stream", False))
+        t = self.recorder.track(call.endpoint, req.model, stream, req.user,
+                                call.principal.key_id)
+        try:
+            if call.check is not None:
+                call.check(req)
+            self.recorder.check()
+            choice = await self._route(call)
+            route = self._note_route(t, choice)
+            provider = self.execute.provider(choice.model)
+            t.served_by(provider.name, provider.kind)
+            out = Outcome(t.id, provider.name, route)
+            if stream:
+                assert isinstance(req, ChatRequest | CompletionRequest)
+                chunks = t.watch(self.execute.stream(provider, req),
+                                 lambda: _prompt_chars(req),
+                                 lambda usage, status: self._log(t, status, usage))
+                try:
+                    # the first item before answering: errors before any output are real
+                    # HTTP errors, not a 200 with an error event
+                    out.first = await chunks.__anext__()
+                except BaseException:
+                    await chunks.aclose()
+                    raise
+                out.rest = chunks
+                return out
+            out.response = await self.execute.call(provider, req)
+            self._record_answer(t, out, req)
+            await t.commit(200)
+            self._log(t, 200, getattr(out.response, "usage", None))
+            return out
+        except GatewayError as e:
+            e.headers = {**e.headers, "x-request-id": t.id}
+            if await t.commit(e.status, e.message):
+                self._log(t, e.status)
+            raise
+
+    # ------------------------------------------------------------------ 5. route
+
+    async def _route(self, call: Call) -> Choice:
+        req, who = call.request, call.principal
+        if not isinstance(req, ChatRequest):  # only chat is routed
+            return Choice(self.routes.pinned(req.model, who.allowed, call.local_only))
+        if call.size > OFFLOOP_BYTES:
+            return await asyncio.to_thread(self.routes.choose, req, call.local_only,
+                                           who.allowed)
+        return self.routes.choose(req, call.local_only, who.allowed)
+
+    @staticmethod
+    def _note_route(t: Tracker, choice: Choice) -> str | None:
+        d = choice.decision
+        if d is None or choice.group is None:
+            return None
+        t.route_score = d.score
+        t.route_decision = f"{d.member}:{d.reason}"
+        if choice.group.keep_text and not d.reason.startswith("residency"):
+            t.route_text = choice.text[:4000]
+        return d.header()
+
+    # ------------------------------------------------------------------ 7. record
+
+    @staticmethod
+    def _record_answer(t: Tracker, out: Outcome, req: Request) -> None:
+        t.ttft = time.perf_counter() - t.t0
+        usage = getattr(out.response, "usage", None)
+        if usage:
+            costs = t.set_usage(usage)
+            if hasattr(usage, "cost"):  # chat and completions (embeddings' usage has none)
+                usage.cost = costs.cost_usd
+            out.cost, out.priced = costs.cost_usd, True
+        elif not isinstance(req, EmbeddingRequest):  # an upstream that reports no usage
+            costs = t.estimate_usage(_prompt_chars(req), _response_chars(out.response))
+            out.cost, out.priced, out.estimated = costs.cost_usd, True, True
+
+    @staticmethod
+    def _log(t: Tracker, status: Any, usage: Any = None) -> None:
+        prompt = getattr(usage, "prompt_tokens", None) if usage else None
+        completion = getattr(usage, "completion_tokens", None) if usage else None
+        access_log.add("%s id=%s model=%s served=%s status=%s ms=%.1f prompt_tokens=%s "
+                       "completion_tokens=%s", t.endpoint, t.id, t.requested_model, t.route,
+                       status, (time.perf_counter() - t.t0) * 1000, prompt, completion)
