@@ -105,8 +105,9 @@ def gateway_config(fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic, ledge
     os.environ["TEST_OPENAI_KEY"] = OPENAI_KEY
     os.environ["TEST_ANTHROPIC_KEY"] = ANTHROPIC_KEY
     doc = yaml.safe_load(f"""
-server: {{max_body_bytes: 1048576}}
+server: {{max_body_bytes: 1048576, retry_backoff: 0.01}}
 ledger: {{url: "{ledger_url}"}}
+breaker: {{enabled: false}}   # tests/execute has its own gateway for the breaker
 prices:
   - {{id: gpt-fake, input: 1.0, cached_input: 0.5, output: 2.0}}
 routes:
@@ -119,6 +120,26 @@ models:
     base_url: {fake_openai.url}/v1
     api_key: ${{TEST_OPENAI_KEY}}
     timeout: 2
+    num_retries: 0       # the error-mapping tests see each upstream failure as it is
+  - name: gpt-retry
+    provider: openai
+    base_url: {fake_openai.url}/v1
+    api_key: ${{TEST_OPENAI_KEY}}
+    model: gpt-fake
+    timeout: 2
+    num_retries: 2
+  - name: gpt-short
+    provider: openai
+    base_url: {fake_openai.url}/v1
+    api_key: ${{TEST_OPENAI_KEY}}
+    model: gpt-fake
+    num_retries: 0
+    context_window_fallbacks: [gpt-fake]
+  - name: gpt-with-fallback
+    provider: openai
+    base_url: http://127.0.0.1:9/v1
+    num_retries: 1
+    fallbacks: [gpt-fake]
   - name: gpt-alias
     provider: openai
     base_url: {fake_openai.url}/v1
@@ -130,9 +151,11 @@ models:
     api_key: ${{TEST_ANTHROPIC_KEY}}
     model: claude-sonnet-4-5
     timeout: 2
+    num_retries: 0
   - name: down
     provider: openai
     base_url: http://127.0.0.1:9/v1
+    num_retries: 0
 """)
     doc["server"].update(server)
     return parse_config(doc)

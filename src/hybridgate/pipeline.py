@@ -8,10 +8,12 @@ between happens here, in this order:
     3. check     the dialect's own validation of the decoded request
     4. ledger    up?  (required mode: refuse rather than serve unrecorded)
     5. route     guard + routing: residency, personal data, allowlist, the learned router
-                 -> the *name* of the model that serves it (``routing.resolve``)
-    6. execute   the provider behind that name, called once (``execute``)
-    7. record    usage priced, the row committed before the answer ends (streams: before
-                 ``[DONE]``), one access-log line
+                 -> the *names* of the models that may serve it, in order: the choice,
+                 its fallbacks (``routing.resolve``)
+    6. execute   attempts until one answers: retries, fallbacks, breakers, the request's
+                 deadline (``execute``)
+    7. record    usage priced, every attempt noted, the row committed before the answer
+                 ends (streams: before ``[DONE]``), one access-log line
 
 Each stage takes and returns core types and may end the request with a GatewayError,
 which is recorded (status and message) and re-raised for the API layer to encode.
@@ -22,14 +24,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from hybridgate.config.settings import Config
 from hybridgate.core.errors import GatewayError
 from hybridgate.core.logs import access_log
 from hybridgate.core.types import ChatRequest, CompletionRequest, EmbeddingRequest
-from hybridgate.execute import Executor
+from hybridgate.execute import Executor, Plan
 from hybridgate.gate.auth import KeyTable, Principal
 from hybridgate.ledger.recorder import Recorder, Tracker
 from hybridgate.providers.registry import Registry
@@ -52,6 +54,7 @@ class Call:
     local_only: bool = False  # x-hybridgate-residency: local
     size: int = 0  # body bytes
     check: Callable[[Any], None] | None = None  # the dialect's validation
+    deadline: float | None = None  # seconds, from the client (x-hybridgate-deadline)
 
 
 @dataclass(slots=True)
@@ -67,7 +70,7 @@ class Outcome:
     cost: float | None = None  # non-streamed: USD (None: unknown price)
     priced: bool = False  # non-streamed: a cost was computed
     estimated: bool = False  # the tokens are estimated (the upstream sent no usage)
-    headers: dict[str, str] = field(default_factory=dict)
+    attempts: int = 1
 
 
 def _prompt_chars(req: Request) -> int:
@@ -96,8 +99,10 @@ class Pipeline:
         self.keys = KeyTable(config)
         self.registry = Registry(config)  # providers, built once
         self.routes = Routes(config, self.registry.local_names)  # names only
-        self.execute = Executor(self.registry)
+        self.execute = Executor(self.registry, config)
         self.recorder = Recorder(config)
+        self.deadline = config.server.deadline
+        self.model_deadline = {m.name: m.deadline for m in config.models}
 
     async def start(self) -> None:
         await self.recorder.start()
@@ -126,30 +131,40 @@ class Pipeline:
             self.recorder.check()
             choice = await self._route(call)
             route = self._note_route(t, choice)
-            provider = self.execute.provider(choice.model)
-            t.served_by(provider.name, provider.kind)
-            out = Outcome(t.id, provider.name, route)
+            plan = Plan(choice.candidates, choice.context, self._deadline(call, choice))
+            t.attempts = plan.attempts
+            out = Outcome(t.id, choice.model, route)
             if stream:
                 assert isinstance(req, ChatRequest | CompletionRequest)
-                chunks = t.watch(self.execute.stream(provider, req),
-                                 lambda: _prompt_chars(req),
+                provider, opened = await self.execute.stream(plan, req)
+                t.served_by(provider.name, provider.kind)
+                out.model, out.attempts = provider.name, len(plan.attempts)
+                chunks = t.watch(opened, lambda: _prompt_chars(req),
                                  lambda usage, status: self._log(t, status, usage))
                 try:
                     # the first item before answering: errors before any output are real
-                    # HTTP errors, not a 200 with an error event
+                    # HTTP errors, not a 200 with an error event (execute held back
+                    # everything before the first output, so this is at hand)
                     out.first = await chunks.__anext__()
                 except BaseException:
                     await chunks.aclose()
                     raise
                 out.rest = chunks
                 return out
-            out.response = await self.execute.call(provider, req)
+            provider, out.response = await self.execute.call(plan, req)
+            t.served_by(provider.name, provider.kind)
+            out.model, out.attempts = provider.name, len(plan.attempts)
             self._record_answer(t, out, req)
             await t.commit(200)
             self._log(t, 200, getattr(out.response, "usage", None))
             return out
         except GatewayError as e:
             e.headers = {**e.headers, "x-request-id": t.id}
+            if t.route is None and t.attempts:  # the row names the model that failed last
+                last = self.registry.providers[t.attempts[-1].model]
+                t.served_by(last.name, last.kind)
+            if t.attempts:
+                e.headers["x-hybridgate-attempts"] = str(len(t.attempts))
             if await t.commit(e.status, e.message):
                 self._log(t, e.status)
             raise
@@ -159,11 +174,19 @@ class Pipeline:
     async def _route(self, call: Call) -> Choice:
         req, who = call.request, call.principal
         if not isinstance(req, ChatRequest):  # only chat is routed
-            return Choice(self.routes.pinned(req.model, who.allowed, call.local_only))
+            return self.routes.plan(self.routes.pinned(req.model, who.allowed,
+                                                       call.local_only),
+                                    who.allowed, call.local_only)
         if call.size > OFFLOOP_BYTES:
             return await asyncio.to_thread(self.routes.choose, req, call.local_only,
                                            who.allowed)
         return self.routes.choose(req, call.local_only, who.allowed)
+
+    def _deadline(self, call: Call, choice: Choice) -> float:
+        """When the request must have its answer (started, for a stream): the server's
+        deadline, shortened by the chosen model's and the client's."""
+        limits = [self.deadline, self.model_deadline.get(choice.model), call.deadline]
+        return time.monotonic() + min(x for x in limits if x is not None)
 
     @staticmethod
     def _note_route(t: Tracker, choice: Choice) -> str | None:

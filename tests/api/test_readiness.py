@@ -74,3 +74,14 @@ def test_every_in_process_engine_loads_in_the_background(fake_openai, provider):
         assert requests.get(gw.url + "/healthz").status_code == 200
     finally:
         gw.stop()
+
+
+def test_a_model_that_failed_to_load_is_skipped_for_its_fallback(fake_openai):
+    gw = start_gateway(_config(fake_openai, fallbacks=["gpt-fake"]), wait_ready=False)
+    try:
+        _settled(gw)
+        r = requests.post(gw.url + "/v1/chat/completions", json={
+            "model": "broken", "messages": [{"role": "user", "content": "hi"}]})
+        assert r.status_code == 200 and r.headers["x-hybridgate-model"] == "gpt-fake"
+    finally:
+        gw.stop()

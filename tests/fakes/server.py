@@ -24,6 +24,7 @@ class Fault:
     chunk_delay: float = 0.0           # stream: wait this long between events
     garbage: bool = False              # answer 200 with a body that is not JSON
     headers: dict[str, str] = field(default_factory=dict)
+    message: str | None = None         # the error body's message (with ``status``)
 
 
 class FakeServer:
@@ -105,6 +106,9 @@ class FakeServer:
             request.transport.close()
             return web.Response(status=500)  # never reaches the client
         if fault.status is not None:
+            if fault.message is not None:
+                error_body = {**error_body,
+                              "error": {**error_body["error"], "message": fault.message}}
             return web.json_response(error_body, status=fault.status, headers=fault.headers)
         if fault.garbage:
             return web.Response(body=b"<html>not json", content_type="text/html")

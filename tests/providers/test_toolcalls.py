@@ -47,3 +47,42 @@ def test_parsing_is_linear_on_long_whitespace():
     t0 = time.perf_counter()
     text, calls = parse_tool_calls("<tool_call>" + " " * 1_000_000 + "x", TOOLS)
     assert calls == [] and time.perf_counter() - t0 < 0.5
+
+
+WEATHER = [msgspec.convert({"type": "function", "function": {
+    "name": "get_weather", "parameters": {"type": "object"}}}, Tool)]
+
+
+def test_fenced_json_calls_are_calls():
+    """Qwen2.5-Coder-0.5B writes its calls as fenced JSON (the reliability issue saw 19
+    of 20 BFCL answers come back with no call because of it)."""
+    for text in ('```json\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n```',
+                 '```\n{"name": "get_weather", "parameters": {"city": "Paris"}}\n```\n',
+                 '  {"name": "get_weather", "arguments": "{\\"city\\": \\"Paris\\"}"}'):
+        content, calls = parse_tool_calls(text, WEATHER)
+        assert content == "" and len(calls) == 1, text
+        assert json.loads(calls[0].function.arguments) == {"city": "Paris"}
+
+
+def test_several_calls_in_a_list_and_text_after_the_fence():
+    text = ('```json\n[{"name": "get_weather", "arguments": {"city": "Paris"}}, '
+            '{"name": "get_weather", "arguments": {"city": "Rome"}}]\n```\nChecking both.')
+    content, calls = parse_tool_calls(text, WEATHER)
+    assert [json.loads(c.function.arguments)["city"] for c in calls] == ["Paris", "Rome"]
+    assert content == "Checking both."
+
+
+def test_fenced_code_that_is_not_a_call_stays_content():
+    for text in ('```python\nprint("hi")\n```', '```json\n{"name": "other"}\n```',
+                 '```json\n{"name": "get_weather", "arguments": 5}\n```', '```json\n{broken'):
+        content, calls = parse_tool_calls(text, WEATHER)
+        assert calls == [] and content == text
+
+
+def test_streaming_holds_a_leading_fence_for_parsing():
+    s = ToolMarkupSplitter()
+    out = "".join(s.feed(p) for p in ["`", "``json\n", '{"name": "get_weather", ',
+                                      '"arguments": {}}\n```'])
+    assert out == "" and s.markup is not None and s.markup.startswith("```json")
+    plain = ToolMarkupSplitter()
+    assert plain.feed("Hello ") == "Hello " and plain.markup is None

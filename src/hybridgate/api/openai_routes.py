@@ -40,7 +40,8 @@ def _cost_header(cost: float | None) -> str:
 
 
 def _headers(out: Outcome) -> dict[str, str]:
-    h = {"x-hybridgate-model": out.model, "x-request-id": out.request_id}
+    h = {"x-hybridgate-model": out.model, "x-request-id": out.request_id,
+         "x-hybridgate-attempts": str(out.attempts)}
     if out.route is not None:
         h["x-hybridgate-route"] = out.route
     if out.priced:
@@ -64,13 +65,29 @@ class OpenAIRoutes:
         """``x-hybridgate-residency: local``: the request must not leave the premises."""
         return request.headers.get("x-hybridgate-residency", "").strip().lower() == "local"
 
+    @staticmethod
+    def _deadline(request: Request) -> float | None:
+        """``x-hybridgate-deadline: <seconds>``: this request's own, shorter deadline."""
+        raw = request.headers.get("x-hybridgate-deadline")
+        if raw is None:
+            return None
+        try:
+            value = float(raw)
+        except ValueError:
+            value = float("nan")
+        if not (0 < value < float("inf")):
+            raise InvalidRequest("x-hybridgate-deadline must be a positive number of seconds",
+                                 param="x-hybridgate-deadline")
+        return value
+
     async def _serve(self, request: Request, endpoint: str, kind: type,
                      check: Any) -> Response:
         who = self._caller(request)
+        deadline = self._deadline(request)
         body = await read_body(request, self.limit)
         req = decode(body, kind)
         out = await self.pipeline.run(Call(endpoint, req, who, self._local_only(request),
-                                           len(body), check))
+                                           len(body), check, deadline))
         if out.rest is not None:
             return sse_response(out.first, out.rest, req.wants_usage_chunk, _headers(out))
         return _json(encode(out.response), _headers(out))

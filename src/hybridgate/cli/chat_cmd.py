@@ -16,7 +16,6 @@ import msgspec
 from hybridgate.config.settings import default_config, load_config
 from hybridgate.core.errors import GatewayError
 from hybridgate.core.types import ChatChunk, ChatRequest, Message
-from hybridgate.execute import Executor
 from hybridgate.providers.registry import Registry
 from hybridgate.providers.sse import iter_events
 from hybridgate.routing.resolve import Routes
@@ -56,7 +55,7 @@ async def _local(config_path: str | None, req: ChatRequest) -> None:
         await registry.wait_loaded()
         if registry.load_errors:
             raise click.ClickException("; ".join(registry.load_errors.values()))
-        provider = Executor(registry).provider(routes.choose(req).model)
+        provider = registry.get(routes.choose(req).model)
         async for chunk in provider.chat_stream(req):
             for c in chunk.choices:
                 if c.delta.content:

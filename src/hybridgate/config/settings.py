@@ -35,14 +35,47 @@ class ServerConfig(Struct, kw_only=True, forbid_unknown_fields=True):
     # Bodies above this many bytes are refused with 413 before they are read in full.
     max_body_bytes: Annotated[int, Meta(ge=1024)] = 8 * 1024 * 1024
     log_format: Literal["text", "json"] = "text"
+    # Seconds a request may take across all its attempts (a model's `deadline` or the
+    # x-hybridgate-deadline header may only shorten it).
+    deadline: Annotated[float, Meta(gt=0)] = 600.0
+    retry_backoff: Annotated[float, Meta(ge=0)] = 0.25  # first wait; doubles, jittered
+    retry_backoff_max: Annotated[float, Meta(ge=0)] = 8.0
 
 
-class LocalModel(Struct, kw_only=True, forbid_unknown_fields=True, tag="local",
+class BreakerConfig(Struct, kw_only=True, forbid_unknown_fields=True):
+    """A circuit breaker per model: open when at least ``min_requests`` ended in the last
+    ``window`` seconds and ``failure_ratio`` of them failed; after ``cooldown`` seconds one
+    probe request is let through (half-open), and its outcome closes or re-opens it."""
+
+    enabled: bool = True
+    failure_ratio: Annotated[float, Meta(gt=0, le=1)] = 0.5
+    window: Annotated[float, Meta(gt=0)] = 30.0
+    min_requests: Annotated[int, Meta(ge=1)] = 10
+    cooldown: Annotated[float, Meta(gt=0)] = 30.0
+
+
+# Upstream statuses worth another try: timeouts, conflicts, rate limits, server errors,
+# Anthropic's 529 overloaded. Connection errors and timeouts always count.
+RETRY_ON = [408, 409, 429, 500, 502, 503, 504, 529]
+
+
+class ModelCommon(Struct, kw_only=True, forbid_unknown_fields=True):
+    """What every model entry takes besides its provider's own fields: readiness and
+    reliability, with the names LiteLLM's users know."""
+
+    optional: bool = False  # a load failure leaves /readyz at 200 (the model is 503)
+    num_retries: Annotated[int, Meta(ge=0, le=10)] = 2  # more tries on the same model
+    retry_on: list[int] = field(default_factory=lambda: list(RETRY_ON))
+    fallbacks: list[str] = field(default_factory=list)  # tried in order after this one
+    context_window_fallbacks: list[str] = field(default_factory=list)  # prompt too long
+    deadline: Annotated[float, Meta(gt=0)] | None = None  # s, all attempts (server's too)
+
+
+class LocalModel(ModelCommon, kw_only=True, forbid_unknown_fields=True, tag="local",
                  tag_field="provider"):
     """A GGUF model run in-process by llama.cpp."""
 
     name: str
-    optional: bool = False  # a load failure leaves /readyz at 200 (the model is 503)
     model: str = DEFAULT_LOCAL_MODEL  # catalog name or a path to a .gguf file
     n_threads: Annotated[int, Meta(ge=1)] | None = None  # default: all cores
     n_ctx: Annotated[int, Meta(ge=256)] = 4096
@@ -52,13 +85,12 @@ class LocalModel(Struct, kw_only=True, forbid_unknown_fields=True, tag="local",
     default_max_tokens: Annotated[int, Meta(ge=1)] = 1024
 
 
-class TransformersModel(Struct, kw_only=True, forbid_unknown_fields=True, tag="transformers",
-                        tag_field="provider"):
+class TransformersModel(ModelCommon, kw_only=True, forbid_unknown_fields=True,
+                        tag="transformers", tag_field="provider"):
     """The same GGUF weights run by Hugging Face transformers (float32 on the CPU), for its
     KV cache: ``kv_cache: turboquant`` keeps long contexts in ~kv_bits bits per channel."""
 
     name: str
-    optional: bool = False  # a load failure leaves /readyz at 200 (the model is 503)
     model: str = DEFAULT_LOCAL_MODEL  # catalog name or a path to a .gguf file
     kv_cache: Literal["turboquant", "full"] = "turboquant"
     kv_bits: Annotated[float, Meta(ge=2.5, le=8)] = 3.5  # effective, norms included
@@ -68,12 +100,11 @@ class TransformersModel(Struct, kw_only=True, forbid_unknown_fields=True, tag="t
     default_max_tokens: Annotated[int, Meta(ge=1)] = 1024
 
 
-class OpenAIModel(Struct, kw_only=True, forbid_unknown_fields=True, tag="openai",
+class OpenAIModel(ModelCommon, kw_only=True, forbid_unknown_fields=True, tag="openai",
                   tag_field="provider"):
     """Any OpenAI-compatible HTTP API (OpenAI, vLLM, Ollama, Groq, OpenRouter, ...)."""
 
     name: str
-    optional: bool = False  # a load failure leaves /readyz at 200 (the model is 503)
     base_url: str
     api_key: str | None = None
     model: str | None = None  # upstream model name; defaults to ``name``
@@ -83,12 +114,11 @@ class OpenAIModel(Struct, kw_only=True, forbid_unknown_fields=True, tag="openai"
     embeddings: bool = False  # serve /v1/embeddings for this model instead of chat
 
 
-class AnthropicModel(Struct, kw_only=True, forbid_unknown_fields=True, tag="anthropic",
-                     tag_field="provider"):
+class AnthropicModel(ModelCommon, kw_only=True, forbid_unknown_fields=True,
+                     tag="anthropic", tag_field="provider"):
     """Anthropic's Messages API, translated to and from OpenAI's format."""
 
     name: str
-    optional: bool = False  # a load failure leaves /readyz at 200 (the model is 503)
     api_key: str | None = None
     base_url: str = "https://api.anthropic.com"
     model: str | None = None
@@ -98,12 +128,11 @@ class AnthropicModel(Struct, kw_only=True, forbid_unknown_fields=True, tag="anth
     default_max_tokens: Annotated[int, Meta(ge=1)] = 4096
 
 
-class EmbeddingModel(Struct, kw_only=True, forbid_unknown_fields=True,
+class EmbeddingModel(ModelCommon, kw_only=True, forbid_unknown_fields=True,
                      tag="sentence_transformers", tag_field="provider"):
     """A sentence-transformers embedding model run in-process on the CPU."""
 
     name: str
-    optional: bool = False  # a load failure leaves /readyz at 200 (the model is 503)
     model: str = DEFAULT_EMBEDDING_MODEL  # the packaged MiniLM, or a local model directory
     batch_size: Annotated[int, Meta(ge=1)] = 32
 
@@ -197,6 +226,7 @@ class Config(Struct, kw_only=True, forbid_unknown_fields=True):
     # with any, /v1/* needs `Authorization: Bearer <key>`.
     keys: list[ApiKey] = field(default_factory=list)
     tenants: list[Tenant] = field(default_factory=list)
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
 
     def __post_init__(self) -> None:
         names = [m.name for m in self.models]
@@ -205,6 +235,14 @@ class Config(Struct, kw_only=True, forbid_unknown_fields=True):
             raise ValueError(f"duplicate model names: {', '.join(dupes)}")
         if "auto" in names:
             raise ValueError("'auto' is reserved for the router; pick another model name")
+        for m in self.models:
+            for field_name in ("fallbacks", "context_window_fallbacks"):
+                for other in getattr(m, field_name):
+                    if other not in names:
+                        raise ValueError(f"model {m.name!r}: {field_name} names {other!r}, "
+                                         "which is not in models")
+                    if other == m.name:
+                        raise ValueError(f"model {m.name!r}: {field_name} names itself")
         if self.default_model is not None and self.default_model not in names:
             raise ValueError(f"default_model {self.default_model!r} is not in models")
         for g in self.routes:

@@ -32,6 +32,10 @@ class GatewayError(Exception):
         if status is not None:
             self.status = status
         self.headers = headers or {}
+        # Set when an upstream answered with an HTTP error: its status (what `retry_on`
+        # lists) and how long it asked us to wait (Retry-After), in seconds.
+        self.upstream_status: int | None = None
+        self.retry_after: float | None = None
 
 
 class InvalidRequest(GatewayError):

@@ -1,42 +1,231 @@
-"""Call the provider behind a chosen model, once.
+"""Attempts against the providers behind the chosen models: retries, fallbacks, a
+breaker per model, one deadline across everything.
 
-Routing hands over a model *name*; this stage resolves it through the provider registry
-(a model still loading or failed to load is a 503 here) and makes the call. It is the
-one place that calls providers, so the reliability work (retries, fallbacks, breakers,
-deadlines, output checks) wraps ``call`` / ``stream`` here and nowhere else.
+Routing hands over an ordered list of model *names* (the chosen model, its `fallbacks`,
+a route group's other member) and the `context_window_fallbacks`; this stage resolves
+each through the provider registry and calls it until one answers:
+
+- the same model is tried again (``num_retries``) when its failure is worth it: a
+  connection error or timeout, or an upstream status in ``retry_on`` (429, 5xx...); the
+  wait is the upstream's ``Retry-After`` or a jittered exponential backoff, and when the
+  wait would pass the deadline we fall back at once instead of sleeping;
+- a model still loading, failed to load, or with its breaker open is skipped at once;
+- the client's own mistakes (400, 404, 413, 422) end the request: another model would
+  reject them too; a prompt too long for the model moves to the context fallbacks;
+- a stream may be retried and fall back until it has produced output; what comes before
+  (a role-only chunk) is held back, so a client never sees a failed attempt's bytes.
+
+The gateway's own upstream clients never retry on their own: this is the one loop.
+Every attempt is noted (model, status, error, milliseconds) for the ledger row.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
+from hybridgate.config.settings import Config
+from hybridgate.core.errors import (
+    GatewayError,
+    InvalidRequest,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from hybridgate.core.types import ChatRequest, CompletionRequest, EmbeddingRequest
+from hybridgate.execute.breaker import Breaker
 from hybridgate.providers.base import Provider
 from hybridgate.providers.registry import Registry
 
 Request = ChatRequest | CompletionRequest | EmbeddingRequest
+T = TypeVar("T")
+
+_CONTEXT_MARKERS = ("context length", "context_length", "maximum context", "too long",
+                    "context window")
+
+
+@dataclass(slots=True)
+class Attempt:
+    model: str
+    status: int  # 200, or the upstream's error status (else the one we mapped it to)
+    error: str | None
+    ms: float
+
+
+@dataclass(slots=True)
+class Plan:
+    """Which models to try, in order, and until when (``time.monotonic()``)."""
+
+    candidates: tuple[str, ...]
+    context: tuple[str, ...] = ()  # for a prompt too long for a candidate
+    deadline: float = float("inf")
+    attempts: list[Attempt] = field(default_factory=list)
+
+
+def _is_context_error(e: GatewayError) -> bool:
+    if e.code == "context_length_exceeded":
+        return True
+    return isinstance(e, InvalidRequest) and any(m in e.message.lower()
+                                                 for m in _CONTEXT_MARKERS)
+
+
+def _has_output(item: Any) -> bool:
+    """A stream item that commits us to this attempt: content, a tool call, a finish
+    reason or the usage chunk (a role-only or empty chunk does not)."""
+    for chunk in item if isinstance(item, list) else (item,):
+        if not chunk.choices and getattr(chunk, "usage", None):
+            return True
+        for c in chunk.choices:
+            if getattr(c, "finish_reason", None):
+                return True
+            delta = getattr(c, "delta", None)
+            if delta is None:
+                if getattr(c, "text", None):
+                    return True
+            elif delta.content or delta.tool_calls:
+                return True
+    return False
+
+
+async def _chain(held: list[Any], rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    try:
+        for item in held:
+            yield item
+        async for item in rest:
+            yield item
+    finally:
+        await rest.aclose()  # type: ignore[attr-defined]
 
 
 class Executor:
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, config: Config) -> None:
         self.registry = registry
+        self.models = {m.name: m for m in config.models}
+        self.breakers = {m.name: Breaker(config.breaker) for m in config.models}
+        self.backoff = config.server.retry_backoff
+        self.backoff_max = config.server.retry_backoff_max
 
     def provider(self, model: str) -> Provider:
         return self.registry.get(model)
 
-    async def call(self, provider: Provider, req: Request) -> Any:
-        """One non-streamed answer: a chat, completion or embedding response."""
+    # ------------------------------------------------------------------ one attempt
+
+    @staticmethod
+    async def _call_once(provider: Provider, req: Request) -> Any:
         if isinstance(req, ChatRequest):
             return await provider.chat(req)
         if isinstance(req, CompletionRequest):
             return await provider.complete(req)
         return await provider.embed(req)
 
-    def stream(self, provider: Provider, req: ChatRequest | CompletionRequest
-               ) -> AsyncIterator[Any]:
-        """One streamed answer: chunks (or lists of chunks that arrived together), the
-        last one carrying the usage (providers/base.py)."""
-        if isinstance(req, ChatRequest):
-            return provider.chat_stream(req)
-        return provider.complete_stream(req)
+    @staticmethod
+    async def _open_once(provider: Provider, req: ChatRequest | CompletionRequest,
+                         remaining: float) -> AsyncIterator[Any]:
+        """Start a stream and read it until it has output (held back until then)."""
+        it = (provider.chat_stream(req) if isinstance(req, ChatRequest)
+              else provider.complete_stream(req))
+        held: list[Any] = []
+        try:
+            async with asyncio.timeout(remaining):
+                async for item in it:
+                    held.append(item)
+                    if _has_output(item):
+                        break
+        except BaseException:
+            await it.aclose()  # type: ignore[attr-defined]
+            raise
+        return _chain(held, it)
+
+    # ------------------------------------------------------------------ the loop
+
+    async def call(self, plan: Plan, req: Request) -> tuple[Provider, Any]:
+        """A whole answer from the first candidate that gives one."""
+        async def once(p: Provider, remaining: float) -> Any:
+            return await asyncio.wait_for(self._call_once(p, req), remaining)
+        return await self._attempts(plan, once)
+
+    async def stream(self, plan: Plan, req: ChatRequest | CompletionRequest
+                     ) -> tuple[Provider, AsyncIterator[Any]]:
+        """A stream from the first candidate that starts producing output."""
+        return await self._attempts(plan, lambda p, remaining: self._open_once(p, req,
+                                                                                remaining))
+
+    def _wait(self, n: int, e: GatewayError) -> float:
+        if e.retry_after is not None:
+            return e.retry_after
+        base = min(self.backoff_max, self.backoff * 2 ** n)
+        return base * (0.5 + random.random() / 2)  # jitter: no thundering herd
+
+    async def _attempts(self, plan: Plan,
+                        once: Callable[[Provider, float], Awaitable[T]]) -> tuple[Provider, T]:
+        queue = list(plan.candidates)
+        tried: set[str] = set()
+        last: GatewayError | None = None
+        while queue:
+            name = queue.pop(0)
+            if name in tried:
+                continue
+            tried.add(name)
+            cfg, breaker = self.models[name], self.breakers[name]
+            for n in range(cfg.num_retries + 1):
+                remaining = plan.deadline - time.monotonic()
+                if remaining <= 0:
+                    raise self._deadline_error(plan, last)
+                if not breaker.allow():
+                    last = UpstreamUnavailable(f"model '{name}' is failing; its circuit "
+                                               "breaker is open")
+                    plan.attempts.append(Attempt(name, 503, "circuit breaker open", 0.0))
+                    break
+                t0 = time.perf_counter()
+                try:
+                    provider = self.registry.get(name)
+                    result = await once(provider, remaining)
+                except TimeoutError:  # the deadline passed during the attempt
+                    breaker.record(False)
+                    plan.attempts.append(Attempt(name, 504, "deadline passed",
+                                                 (time.perf_counter() - t0) * 1000))
+                    raise self._deadline_error(plan, last) from None
+                except GatewayError as e:
+                    plan.attempts.append(Attempt(name, e.upstream_status or e.status,
+                                                 e.message,
+                                                 (time.perf_counter() - t0) * 1000))
+                    if _is_context_error(e):
+                        last = e
+                        queue = [c for c in plan.context if c not in tried] + queue
+                        break
+                    if isinstance(e, InvalidRequest):
+                        raise  # the client's own mistake: no other model will take it
+                    loading = name in self.registry.providers and \
+                        not self.registry.providers[name].ready
+                    if not loading:
+                        breaker.record(False)
+                    last = e
+                    if loading or n == cfg.num_retries or not self._retryable(e, cfg.retry_on):
+                        break
+                    wait = self._wait(n, e)
+                    if time.monotonic() + wait >= plan.deadline:
+                        break  # waiting would pass the deadline: fall back now
+                    await asyncio.sleep(wait)
+                else:
+                    breaker.record(True)
+                    plan.attempts.append(Attempt(name, 200, None,
+                                                 (time.perf_counter() - t0) * 1000))
+                    return provider, result
+        assert last is not None
+        raise last
+
+    @staticmethod
+    def _retryable(e: GatewayError, retry_on: list[int]) -> bool:
+        if e.upstream_status is not None:
+            return e.upstream_status in retry_on
+        return e.status >= 500  # connection errors, timeouts, a crashed local engine
+
+    @staticmethod
+    def _deadline_error(plan: Plan, last: GatewayError | None) -> UpstreamTimeout:
+        why = f"; last error: {last.message}" if last is not None else ""
+        return UpstreamTimeout(f"the request's deadline passed after "
+                               f"{len(plan.attempts)} attempt(s){why}",
+                               code="deadline_exceeded")

@@ -1,4 +1,4 @@
-"""One ledger row per request (per attempt, once retries exist)."""
+"""One ledger row per request; its attempts (retries, fallbacks) ride along in it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from msgspec import Struct
 COLUMNS = ("id", "ts", "key_id", "user_id", "requested_model", "route", "provider", "endpoint",
            "stream", "attempt", "prompt_tokens", "cached_tokens", "completion_tokens",
            "tokens_source", "latency_ms", "ttft_ms", "cost_usd", "baseline_cost_usd",
-           "energy_j", "status", "error", "route_score", "route_decision", "route_text")
+           "energy_j", "status", "error", "route_score", "route_decision", "route_text",
+           "attempts")
 
 
 class Record(Struct, kw_only=True, array_like=False):
@@ -35,6 +36,9 @@ class Record(Struct, kw_only=True, array_like=False):
     route_score: float | None = None
     route_decision: str | None = None
     route_text: str | None = None  # what the router scored, kept for retraining
+    # JSON list of every attempt when there was more than one: [{"model", "status",
+    # "error", "ms"}, ...]; `attempt` is their count
+    attempts: str | None = None
 
     def row(self) -> tuple:
         return tuple(getattr(self, c) for c in COLUMNS)

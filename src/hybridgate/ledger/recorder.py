@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from msgspec import UNSET
 
 from hybridgate.config.settings import (
@@ -32,6 +33,7 @@ from hybridgate.ledger.record import Record
 from hybridgate.ledger.writer import Ledger, LedgerUnavailable
 
 log = logging.getLogger("hybridgate.ledger")
+_ENCODE = msgspec.json.Encoder().encode
 
 
 @dataclass(slots=True)
@@ -116,7 +118,7 @@ class Tracker:
 
     __slots__ = ("recorder", "id", "ts", "t0", "endpoint", "requested_model", "stream", "user",
                  "key_id", "route", "provider", "usage", "ttft", "costs", "tokens_source", "done",
-                 "route_score", "route_decision", "route_text")
+                 "route_score", "route_decision", "route_text", "attempts")
 
     def __init__(self, recorder: Recorder, endpoint: str, requested_model: str, stream: bool,
                  user: str | None, key_id: str | None = None) -> None:
@@ -139,6 +141,7 @@ class Tracker:
         self.route_score: float | None = None
         self.route_decision: str | None = None
         self.route_text: str | None = None
+        self.attempts: list[Any] = []  # execute's Attempt records, in order
 
     def served_by(self, route: str, provider: str) -> None:
         self.route, self.provider = route, provider
@@ -187,7 +190,10 @@ class Tracker:
             cost_usd=costs.cost_usd if self.costs else (0.0 if status >= 400 else None),
             baseline_cost_usd=costs.baseline_cost_usd, energy_j=costs.energy_j,
             error=error, route_score=self.route_score, route_decision=self.route_decision,
-            route_text=self.route_text)
+            route_text=self.route_text, attempt=max(1, len(self.attempts)),
+            attempts=_ENCODE([{"model": a.model, "status": a.status, "error": a.error,
+                               "ms": round(a.ms, 3)} for a in self.attempts]).decode()
+            if len(self.attempts) > 1 else None)
 
     async def watch(self, chunks: AsyncIterator[Any], prompt_chars: Callable[[], int] | None,
                     on_end: Callable[[Any, str], None]) -> AsyncIterator[Any]:

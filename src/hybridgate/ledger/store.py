@@ -54,6 +54,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE requests ADD COLUMN route_text TEXT;
     """,
+    # 4: every attempt of a retried or failed-over request (JSON), the reliability issue
+    """
+    ALTER TABLE requests ADD COLUMN attempts TEXT;
+    """,
 ]
 
 

@@ -7,6 +7,8 @@ under concurrency, and the upstream client is the hot path.
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -42,14 +44,45 @@ def upstream_message(body: bytes) -> str:
     return "unrecognised error body"
 
 
+def _retry_after(headers: Any) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, when.timestamp() - time.time())
+
+
 def status_error(provider: str, status: int, body: bytes,
                  headers: Any = None) -> GatewayError:
     """Map an upstream HTTP error to ours.
 
     The client's own mistakes (400/404/413/422) keep their 4xx so clients can fix them;
     the gateway's credentials failing (401/403) is our problem, so 502; 429 passes
-    through with Retry-After; 5xx become 502 (503 stays 503).
+    through with Retry-After; 5xx become 502 (503 stays 503). The upstream's own status
+    and Retry-After stay on the error for the retry loop (``execute``).
     """
+    err = _mapped(provider, status, body, headers)
+    err.upstream_status = status
+    err.retry_after = _retry_after(headers)
+    return err
+
+
+def _mapped(provider: str, status: int, body: bytes, headers: Any) -> GatewayError:
     msg = f"upstream {provider} returned {status}: {upstream_message(body)}"
     if status in (400, 404, 409, 413, 422):
         return InvalidRequest(msg, code="upstream_rejected", status=400 if status != 413 else 413)

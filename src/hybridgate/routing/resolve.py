@@ -28,12 +28,20 @@ class Choice:
     group: RouteGroup | None = None  # the route group it came through, if any
     decision: Decision | None = None  # why that member (route groups only)
     text: str = ""  # what the router scored (route groups only; for the ledger)
+    # What execute tries, in order: the model, its `fallbacks`, a route group's other
+    # member and its fallbacks; and the `context_window_fallbacks` for a prompt too long.
+    # Only models this caller may be served by (allowlist, residency) are listed.
+    candidates: tuple[str, ...] = ()
+    context: tuple[str, ...] = ()
 
 
 class Routes:
     def __init__(self, config: Config, local: frozenset[str]) -> None:
         """``local``: the names of the models that run on this machine."""
         entries = {m.name: m for m in config.models}
+        self.fallbacks = {m.name: tuple(m.fallbacks) for m in config.models}
+        self.context_fallbacks = {m.name: tuple(m.context_window_fallbacks)
+                                  for m in config.models}
         self.names = tuple(entries)  # in config order, as /v1/models lists them
         self.models = frozenset(entries)
         self.local = local
@@ -76,10 +84,33 @@ class Routes:
         """One model per chat request: a pinned model, or a route group's decision."""
         group = self.groups.get(req.model)
         if group is None:
-            return Choice(self.pinned(req.model, allowed, local_only))
+            return self.plan(self.pinned(req.model, allowed, local_only), allowed, local_only)
         decision, text = group.decide(req, local_only, allowed)
-        return Choice(self.pinned(group.member(decision), allowed), group.group, decision,
-                      text)
+        model = self.pinned(group.member(decision), allowed)
+        g = group.group
+        # data that must stay on-premises may only fall back to local models
+        stay = local_only or decision.reason.startswith("residency")
+        # the other member stands in, unless it cannot serve this request at all
+        other = None if decision.reason in ("images", "context") else (
+            g.strong if model == g.weak else g.weak)
+        return self.plan(model, allowed, stay, g, decision, text, partner=other)
+
+    def plan(self, model: str, allowed: frozenset[str] | None, local_only: bool,
+             group: RouteGroup | None = None, decision: Decision | None = None,
+             text: str = "", partner: str | None = None) -> Choice:
+        """``model`` and everything that may stand in for it, in order."""
+        chain = [model, *self.fallbacks[model]]
+        if partner is not None:
+            chain += [partner, *self.fallbacks[partner]]
+        context = [c for m in chain for c in self.context_fallbacks.get(m, ())]
+
+        def ok(name: str) -> bool:
+            return ((allowed is None or name in allowed)
+                    and (not local_only or name in self.local))
+
+        return Choice(model, group, decision, text,
+                      tuple(dict.fromkeys(n for n in chain if n == model or ok(n))),
+                      tuple(dict.fromkeys(n for n in context if ok(n))))
 
     def visible(self, allowed: frozenset[str] | None) -> tuple[list[str], list[str]]:
         """What /v1/models lists for a caller: the models it may use, and the route

@@ -297,9 +297,11 @@ class LocalProvider(Provider):
             if tail:
                 yield chunk(Delta(content=tail))
             if splitter.markup is not None:
-                _, calls = parse_tool_calls(splitter.markup, plan.tools or [])
+                after, calls = parse_tool_calls(splitter.markup, plan.tools or [])
                 if calls:
                     finish = "tool_calls"
+                    if after:  # text after a fenced call
+                        yield chunk(Delta(content=after))
                     for i, call in enumerate(calls):
                         yield chunk(Delta(tool_calls=[ToolCallDelta(
                             index=i, id=call.id, type="function",

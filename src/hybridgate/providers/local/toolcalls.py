@@ -37,21 +37,27 @@ def parse_tool_calls(text: str, tools: list[Tool]) -> tuple[str, list[ToolCall]]
     calls: list[ToolCall] = []
     for block in _blocks(text, start):
         try:
-            obj = json.loads(block)
+            call = _as_call(json.loads(block), offered)
         except ValueError:
+            call = None
+        if call is None:
             return text, []
-        if not isinstance(obj, dict) or obj.get("name") not in offered:
-            return text, []
-        args = obj.get("arguments", obj.get("parameters", {}))
-        if isinstance(args, str):
-            try:
-                args = json.loads(args)
-            except ValueError:
-                return text, []
-        if not isinstance(args, dict):
-            return text, []
-        calls.append(_call(obj["name"], args))
+        calls.append(call)
     return text[:start].strip(), calls
+
+
+def _as_call(obj: object, offered: set[str]) -> ToolCall | None:
+    """``{"name": <offered>, "arguments" | "parameters": {...} or its JSON}`` as a call;
+    None for anything else."""
+    if not isinstance(obj, dict) or obj.get("name") not in offered:
+        return None
+    args = obj.get("arguments", obj.get("parameters", {}))
+    if isinstance(args, str):
+        try:
+            args = json.loads(args)
+        except ValueError:
+            return None
+    return _call(obj["name"], args) if isinstance(args, dict) else None
 
 
 def _call(name: str, args: dict) -> ToolCall:
@@ -59,20 +65,42 @@ def _call(name: str, args: dict) -> ToolCall:
         name=name, arguments=json.dumps(args, ensure_ascii=False)))
 
 
-def _bare_json_call(text: str, tools: list[Tool]) -> tuple[str, list[ToolCall]]:
-    """Small models often drop the markup and answer with just the call's JSON."""
+FENCE = "```"
+
+
+def _leading_json(text: str) -> tuple[object, str] | None:
+    """The JSON value an answer opens with, bare or in a fenced block (```json ... ```),
+    and the text after it; None when it opens with anything else."""
     stripped = text.strip()
-    if not stripped.startswith("{"):
-        return text, []
+    rest = ""
+    if stripped.startswith(FENCE):
+        nl = stripped.find("\n")
+        end = stripped.find(FENCE, nl + 1) if nl >= 0 else -1
+        if end < 0:
+            return None
+        stripped, rest = stripped[nl + 1:end].strip(), stripped[end + len(FENCE):].strip()
+    if not stripped.startswith(("{", "[")):
+        return None
     try:
-        obj = json.loads(stripped)
+        return json.loads(stripped), rest
     except ValueError:
+        return None
+
+
+def _bare_json_call(text: str, tools: list[Tool]) -> tuple[str, list[ToolCall]]:
+    """Small models often drop the markup and answer with just the call's JSON: a bare
+    ``{"name", "arguments"}`` object, a list of them, or either in a fenced code block
+    (Qwen2.5-Coder's habit). Anything that is not wholly calls to offered functions
+    stays content."""
+    found = _leading_json(text)
+    if found is None:
         return text, []
+    value, rest = found
     offered = {t.function.name for t in tools}
-    if (isinstance(obj, dict) and obj.get("name") in offered
-            and isinstance(obj.get("arguments"), dict)):
-        return "", [_call(obj["name"], obj["arguments"])]
-    return text, []
+    calls = [_as_call(obj, offered) for obj in (value if isinstance(value, list) else [value])]
+    if not calls or None in calls:
+        return text, []
+    return rest, calls  # type: ignore[return-value]
 
 
 class ToolMarkupSplitter:
@@ -92,10 +120,13 @@ class ToolMarkupSplitter:
             self.markup += text
             return ""
         self._pending += text
-        if not self._emitted and self._pending.lstrip().startswith("{"):
-            # An answer that opens with JSON may be a bare tool call: hold it all.
+        head = self._pending.lstrip()
+        if not self._emitted and head.startswith(("{", "[", FENCE)):
+            # An answer that opens with JSON (bare or fenced) may be a tool call: hold it.
             self.markup, self._pending = self._pending, ""
             return ""
+        if not self._emitted and head and FENCE.startswith(head):
+            return ""  # one or two backticks: a fence may be starting
         at = self._pending.find(TOOL_CALL_OPEN)
         if at >= 0:
             out, self.markup = self._pending[:at], self._pending[at:]

@@ -1,0 +1,156 @@
+"""Retries, fallbacks and the deadline, end to end: the official SDK against the gateway,
+the fake OpenAI upstream failing on cue. Each test says what the client must see."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+
+import pytest
+import requests
+
+from tests.fakes.server import Fault
+
+MSG = [{"role": "user", "content": "one two three"}]
+
+
+def post(gateway, model, headers=None, **body):
+    return requests.post(gateway.v1 + "/chat/completions", timeout=30, headers=headers,
+                         json={"model": model, "messages": MSG, **body})
+
+
+def attempts_of(ledger_path, rid):
+    with sqlite3.connect(ledger_path) as db:
+        n, doc = db.execute("SELECT attempt, attempts FROM requests WHERE id = ?",
+                            (rid,)).fetchone()
+    return n, json.loads(doc) if doc else None
+
+
+def test_a_500_once_is_retried_and_the_client_never_sees_it(gateway, fake_openai,
+                                                           ledger_path):
+    fake_openai.faults.append(Fault(status=500))
+    r = post(gateway, "gpt-retry")
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"]
+    assert r.headers["x-hybridgate-attempts"] == "2"
+    n, tries = attempts_of(ledger_path, r.headers["x-request-id"])
+    assert n == 2 and [t["status"] for t in tries] == [500, 200]
+    assert len(fake_openai.requests) == 2
+
+
+def test_retry_after_is_honoured(gateway, fake_openai):
+    fake_openai.faults.append(Fault(status=429, headers={"retry-after": "0.4"}))
+    t0 = time.perf_counter()
+    r = post(gateway, "gpt-retry")
+    assert r.status_code == 200 and time.perf_counter() - t0 >= 0.4
+
+
+def test_a_wait_past_the_deadline_is_not_slept(gateway, fake_openai):
+    """Retry-After 30 s, deadline 1 s: answer at once (the 429) rather than sleep."""
+    fake_openai.faults.append(Fault(status=429, headers={"retry-after": "30"}))
+    t0 = time.perf_counter()
+    r = post(gateway, "gpt-retry", headers={"x-hybridgate-deadline": "1"})
+    assert r.status_code == 429 and time.perf_counter() - t0 < 1.0
+    assert r.headers["retry-after"] == "30"
+
+
+def test_client_errors_are_not_retried(gateway, fake_openai):
+    fake_openai.faults.append(Fault(status=400))
+    r = post(gateway, "gpt-retry")
+    assert r.status_code == 400 and len(fake_openai.requests) == 1
+    assert r.headers["x-hybridgate-attempts"] == "1"
+
+
+def test_persistent_503_gives_up_after_its_retries(gateway, fake_openai):
+    fake_openai.faults.extend([Fault(status=503)] * 3)
+    r = post(gateway, "gpt-retry")
+    assert r.status_code == 503 and len(fake_openai.requests) == 3
+    assert r.headers["x-hybridgate-attempts"] == "3"
+
+
+def test_a_dead_upstream_falls_back(gateway, fake_openai, ledger_path):
+    r = post(gateway, "gpt-with-fallback")
+    assert r.status_code == 200, r.text
+    assert r.headers["x-hybridgate-model"] == "gpt-fake"
+    n, tries = attempts_of(ledger_path, r.headers["x-request-id"])
+    assert [t["model"] for t in tries] == ["gpt-with-fallback", "gpt-with-fallback",
+                                           "gpt-fake"]
+    assert n == 3 and tries[-1]["status"] == 200
+
+
+def test_the_deadline_bounds_the_whole_request(gateway, fake_openai):
+    fake_openai.faults.append(Fault(delay=3))
+    t0 = time.perf_counter()
+    r = post(gateway, "gpt-retry", headers={"x-hybridgate-deadline": "0.5"})
+    took = time.perf_counter() - t0
+    assert r.status_code == 504 and r.json()["error"]["code"] == "deadline_exceeded"
+    assert took < 1.5
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "0", "inf"])
+def test_a_bad_deadline_header_is_400(gateway, value):
+    r = post(gateway, "gpt-retry", headers={"x-hybridgate-deadline": value})
+    assert r.status_code == 400
+    assert r.json()["error"]["param"] == "x-hybridgate-deadline"
+
+
+def test_a_stream_is_retried_until_it_has_output(gateway, fake_openai):
+    """The first attempt dies after its role-only chunk: that chunk was held back, so the
+    client gets one clean stream from the second attempt."""
+    fake_openai.faults.append(Fault(truncate_after=1))
+    with requests.post(gateway.v1 + "/chat/completions", stream=True, timeout=30, json={
+            "model": "gpt-retry", "messages": MSG, "stream": True}) as r:
+        assert r.status_code == 200 and r.headers["x-hybridgate-attempts"] == "2"
+        lines = [x for x in r.iter_lines() if x]
+    assert lines[-1] == b"data: [DONE]"
+    roles = [x for x in lines if b'"role"' in x]
+    assert len(roles) == 1  # one stream, not two glued together
+    text = "".join(json.loads(x[6:])["choices"][0]["delta"].get("content") or ""
+                   for x in lines[:-1] if json.loads(x[6:])["choices"])
+    assert text == "echo: one two three"
+
+
+def test_after_output_a_failure_is_an_error_event_not_a_retry(gateway, fake_openai):
+    fake_openai.faults.append(Fault(truncate_after=3))
+    with requests.post(gateway.v1 + "/chat/completions", stream=True, timeout=30, json={
+            "model": "gpt-retry", "messages": MSG, "stream": True}) as r:
+        lines = [x for x in r.iter_lines() if x]
+    assert lines[-1] != b"data: [DONE]" and lines[-1].startswith(b'data: {"error"')
+    assert len(fake_openai.requests) == 1
+
+
+@pytest.mark.slow
+def test_a_route_group_falls_back_to_its_local_member(gateway, fake_openai):
+    """The hybrid case: the frontier member is down, the local one answers."""
+    from tests.routing.test_gateway_routing import HARD
+
+    fake_openai.faults.append(Fault(status=500))
+    r = requests.post(gateway.v1 + "/chat/completions", timeout=60, json={
+        "model": "smart", "max_tokens": 4, "messages": [{"role": "user", "content": HARD}]})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-hybridgate-route"].startswith("strong; reason=score")
+    assert r.headers["x-hybridgate-model"] == "smollm2-135m-instruct"
+    assert r.headers["x-hybridgate-attempts"] == "2"
+
+
+def test_a_prompt_too_long_goes_to_the_context_window_fallback(gateway, fake_openai):
+    fake_openai.faults.append(Fault(status=400, message=(
+        "This model's maximum context length is 8192 tokens. However, your messages "
+        "resulted in 9000 tokens.")))
+    r = post(gateway, "gpt-short")
+    assert r.status_code == 200 and r.headers["x-hybridgate-model"] == "gpt-fake"
+    assert r.headers["x-hybridgate-attempts"] == "2"
+
+
+def test_retry_after_ms_and_dates_are_read():
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    from hybridgate.providers.http import status_error
+
+    e = status_error("x", 429, b"{}", {"retry-after-ms": "250"})
+    assert e.retry_after == 0.25 and e.upstream_status == 429
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    e = status_error("x", 503, b"{}", {"retry-after": when})
+    assert 25 < e.retry_after <= 30
+    assert status_error("x", 500, b"{}", {}).retry_after is None
