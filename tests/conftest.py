@@ -135,6 +135,14 @@ models:
     model: gpt-fake
     num_retries: 0
     context_window_fallbacks: [gpt-fake]
+  - name: gpt-slow-start
+    provider: openai
+    base_url: {fake_openai.url}/v1
+    api_key: ${{TEST_OPENAI_KEY}}
+    model: gpt-fake
+    num_retries: 0
+    ttft_timeout: 0.3
+    fallbacks: [gpt-fake]
   - name: gpt-with-fallback
     provider: openai
     base_url: http://127.0.0.1:9/v1

@@ -13,7 +13,8 @@ between happens here, in this order:
     6. execute   attempts until one answers: retries, fallbacks, breakers, the request's
                  deadline (``execute``)
     7. record    usage priced, every attempt noted, the row committed before the answer
-                 ends (streams: before ``[DONE]``), one access-log line
+                 ends (streams: the writer feeds a StreamRecord and commits it before
+                 ``[DONE]``), one access-log line
 
 Each stage takes and returns core types and may end the request with a GatewayError,
 which is recorded (status and message) and re-raised for the API layer to encode.
@@ -33,7 +34,7 @@ from hybridgate.core.logs import access_log
 from hybridgate.core.types import ChatRequest, CompletionRequest, EmbeddingRequest
 from hybridgate.execute import Executor, Plan
 from hybridgate.gate.auth import KeyTable, Principal
-from hybridgate.ledger.recorder import Recorder, Tracker
+from hybridgate.ledger.recorder import Recorder, StreamRecord, Tracker
 from hybridgate.providers.registry import Registry
 from hybridgate.routing.resolve import Choice, Routes
 
@@ -65,8 +66,9 @@ class Outcome:
     model: str  # the model that served it
     route: str | None = None  # the route-group decision, for x-hybridgate-route
     response: Any = None  # non-streamed
-    first: Any = None  # streamed: the first item, then the rest
-    rest: AsyncIterator[Any] | None = None
+    held: list[Any] | None = None  # streamed: the items read before answering...
+    rest: AsyncIterator[Any] | None = None  # ...the rest of the stream...
+    record: StreamRecord | None = None  # ...and its record, fed by the writer
     cost: float | None = None  # non-streamed: USD (None: unknown price)
     priced: bool = False  # non-streamed: a cost was computed
     estimated: bool = False  # the tokens are estimated (the upstream sent no usage)
@@ -136,20 +138,14 @@ class Pipeline:
             out = Outcome(t.id, choice.model, route)
             if stream:
                 assert isinstance(req, ChatRequest | CompletionRequest)
-                provider, opened = await self.execute.stream(plan, req)
+                # execute read the stream up to its first output before we answer, so a
+                # failure before any output is a real HTTP error, not a 200 with an
+                # error event; the writer feeds the record as the chunks go out
+                provider, (out.held, out.rest) = await self.execute.stream(plan, req)
                 t.served_by(provider.name, provider.kind)
                 out.model, out.attempts = provider.name, len(plan.attempts)
-                chunks = t.watch(opened, lambda: _prompt_chars(req),
-                                 lambda usage, status: self._log(t, status, usage))
-                try:
-                    # the first item before answering: errors before any output are real
-                    # HTTP errors, not a 200 with an error event (execute held back
-                    # everything before the first output, so this is at hand)
-                    out.first = await chunks.__anext__()
-                except BaseException:
-                    await chunks.aclose()
-                    raise
-                out.rest = chunks
+                out.record = t.stream_record(lambda: _prompt_chars(req),
+                                             lambda usage, status: self._log(t, status, usage))
                 return out
             provider, out.response = await self.execute.call(plan, req)
             t.served_by(provider.name, provider.kind)

@@ -154,3 +154,14 @@ def test_retry_after_ms_and_dates_are_read():
     e = status_error("x", 503, b"{}", {"retry-after": when})
     assert 25 < e.retry_after <= 30
     assert status_error("x", 500, b"{}", {}).retry_after is None
+
+
+def test_a_stream_without_output_in_its_ttft_timeout_falls_back(gateway, fake_openai):
+    fake_openai.faults.append(Fault(delay=3))
+    t0 = time.perf_counter()
+    with requests.post(gateway.v1 + "/chat/completions", stream=True, timeout=30, json={
+            "model": "gpt-slow-start", "messages": MSG, "stream": True}) as r:
+        assert r.status_code == 200
+        assert r.headers["x-hybridgate-model"] == "gpt-fake"
+        lines = [x for x in r.iter_lines() if x]
+    assert lines[-1] == b"data: [DONE]" and time.perf_counter() - t0 < 2.0

@@ -35,10 +35,13 @@ def _frame(doc: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(doc).encode() + b"\n\n"
 
 
+TOOL_ARGUMENTS = '{"city": "Paris", "unit": "celsius"}'
+
+
 class FakeOpenAI(FakeServer):
     def __init__(self) -> None:
         super().__init__()
-        self.tool_arguments = '{"city": "Paris", "unit": "celsius"}'
+        self.tool_arguments: str | list[str] = TOOL_ARGUMENTS
         self.usage_override: dict[str, Any] | None = None  # a fixed usage for cost tests
         self.omit_usage = False  # act like an upstream that never reports usage
 
@@ -79,8 +82,11 @@ class FakeOpenAI(FakeServer):
                                            or "use a tool" in text):
             name = (choice["function"]["name"] if isinstance(choice, dict)
                     else tools[0]["function"]["name"])
+            args = self.tool_arguments
+            if isinstance(args, list):  # one per request, in order (the last one repeats)
+                args = args.pop(0) if len(args) > 1 else args[0]
             return "", {"id": "call_fake1", "type": "function",
-                        "function": {"name": name, "arguments": self.tool_arguments}}
+                        "function": {"name": name, "arguments": args}}
         return f"echo: {text}", None
 
     async def chat(self, request: web.Request) -> web.StreamResponse:

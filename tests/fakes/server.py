@@ -91,6 +91,9 @@ class FakeServer:
         if hasattr(self, "usage_override"):
             self.usage_override = None
             self.omit_usage = False
+        if hasattr(self, "tool_arguments"):
+            from tests.fakes.openai_upstream import TOOL_ARGUMENTS
+            self.tool_arguments = TOOL_ARGUMENTS
         self.requests.clear()
         self.faults.clear()
         self.default_fault = Fault()

@@ -89,7 +89,9 @@ class OpenAIRoutes:
         out = await self.pipeline.run(Call(endpoint, req, who, self._local_only(request),
                                            len(body), check, deadline))
         if out.rest is not None:
-            return sse_response(out.first, out.rest, req.wants_usage_chunk, _headers(out))
+            assert out.held is not None and out.record is not None
+            return sse_response(out.held, out.rest, req.wants_usage_chunk, out.record,
+                                _headers(out))
         return _json(encode(out.response), _headers(out))
 
     async def chat_completions(self, request: Request) -> Response:

@@ -1,15 +1,15 @@
 """Server-Sent Events out: OpenAI's framing (``data: {json}\\n\\n`` ... ``data: [DONE]``).
 
-The stream's record is committed before ``[DONE]`` (the pipeline's recorded stream
-commits before it ends): a client that saw the end of its stream is guaranteed a ledger
-row. If the commit fails in required mode, the stream ends with a 503 error event.
+The stream's record (``ledger.recorder.StreamRecord``) is committed before ``[DONE]``:
+a client that saw the end of its stream is guaranteed a ledger row. If the commit fails
+in required mode, the stream ends with a 503 error event.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.responses import Response
@@ -18,6 +18,7 @@ from starlette.types import Message, Receive, Scope, Send
 from hybridgate.api.errors import error_body
 from hybridgate.core.errors import GatewayError
 from hybridgate.core.types import encode
+from hybridgate.ledger.recorder import StreamRecord
 
 log = logging.getLogger("hybridgate.api")
 
@@ -25,31 +26,44 @@ DONE = b"data: [DONE]\n\n"
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
-async def _frames(first: Any, rest: AsyncIterator[Any], include_usage: bool
-                  ) -> AsyncIterator[bytes]:
-    """OpenAI's framing of a stream the pipeline already records: the usage chunk only if
-    the client asked for it, ``[DONE]`` once the stream has ended (by then its row is
-    committed), a mid-stream failure as a final error event without ``[DONE]``."""
+async def _frames(held: list[Any], rest: AsyncIterator[Any], include_usage: bool,
+                  record: StreamRecord) -> AsyncIterator[bytes]:
+    """OpenAI's framing: ``held`` (what the pipeline read before answering), then the
+    rest of the stream; the usage chunk only if the client asked for it; ``[DONE]`` only
+    after the record is committed; a mid-stream failure as a final error event without
+    ``[DONE]``. ``record`` sees every item on the way (no extra generator per chunk)."""
+    see = record.see
     try:
-        item = first
-        while True:
-            out: list[bytes] = []
-            for chunk in item if isinstance(item, list) else (item,):
-                if not include_usage and not chunk.choices and chunk.usage:
-                    continue
-                out.append(b"data: " + encode(chunk) + b"\n\n")
-            if out:  # chunks that arrived together leave in one write
-                yield b"".join(out)
-            try:
-                item = await rest.__anext__()
-            except StopAsyncIteration:
-                break
+        for item in held:
+            see(item)
+            frame = _frame(item, include_usage)
+            if frame:
+                yield frame
+        async for item in rest:
+            see(item)
+            frame = _frame(item, include_usage)
+            if frame:  # chunks that arrived together leave in one write
+                yield frame
+        await record.finish()
         yield DONE
     except GatewayError as e:
         # Headers are gone; OpenAI reports a mid-stream failure as an error event.
+        await record.fail(e)
         yield b"data: " + error_body(e) + b"\n\n"
+    except BaseException:  # the client went away
+        record.abandon()
+        raise
     finally:
         await rest.aclose()  # type: ignore[attr-defined]
+
+
+def _frame(item: Any, include_usage: bool) -> bytes:
+    out = []
+    for chunk in item if isinstance(item, list) else (item,):
+        if not include_usage and not chunk.choices and chunk.usage:
+            continue
+        out.append(b"data: " + encode(chunk) + b"\n\n")
+    return b"".join(out)
 
 
 class EventStream(Response):
@@ -64,8 +78,10 @@ class EventStream(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, frames: AsyncIterator[bytes], headers: dict[str, str]) -> None:
+    def __init__(self, frames: AsyncIterator[bytes], headers: dict[str, str],
+                 on_abort: Callable[[], Awaitable[None]] | None = None) -> None:
         self.frames = frames
+        self.on_abort = on_abort  # cleanup when the frames never started
         self.status_code = 200
         self.background = None
         self.init_headers({**SSE_HEADERS, **headers})
@@ -87,9 +103,11 @@ class EventStream(Response):
 
         waiter = asyncio.ensure_future(receive())
         waiter.add_done_callback(on_message)
+        started = False
         try:
             await send({"type": "http.response.start", "status": 200,
                         "headers": self.raw_headers})
+            started = True  # from here the frames' own cleanup runs on aclose
             async for frame in self.frames:
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
             streaming = False
@@ -105,8 +123,14 @@ class EventStream(Response):
             # Left early (cancelled between frames): finish the frames' own cleanup now
             # rather than whenever the generator is collected. A no-op once exhausted.
             await self.frames.aclose()  # type: ignore[attr-defined]
+            if not started and self.on_abort is not None:
+                await self.on_abort()  # an unstarted generator's cleanup never runs
 
 
-def sse_response(first: Any, rest: AsyncIterator[Any], include_usage: bool,
-                 headers: dict[str, str]) -> EventStream:
-    return EventStream(_frames(first, rest, include_usage), headers)
+def sse_response(held: list[Any], rest: AsyncIterator[Any], include_usage: bool,
+                 record: StreamRecord, headers: dict[str, str]) -> EventStream:
+    async def abort() -> None:  # the client left before the first frame
+        record.abandon()
+        await rest.aclose()  # type: ignore[attr-defined]
+
+    return EventStream(_frames(held, rest, include_usage, record), headers, abort)

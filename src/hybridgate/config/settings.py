@@ -69,6 +69,9 @@ class ModelCommon(Struct, kw_only=True, forbid_unknown_fields=True):
     fallbacks: list[str] = field(default_factory=list)  # tried in order after this one
     context_window_fallbacks: list[str] = field(default_factory=list)  # prompt too long
     deadline: Annotated[float, Meta(gt=0)] | None = None  # s, all attempts (server's too)
+    # s from the request to a stream's first output; past it, the attempt has failed
+    # (retried, or the next fallback). Between chunks, `timeout` bounds remote streams.
+    ttft_timeout: Annotated[float, Meta(gt=0)] | None = None
 
 
 class LocalModel(ModelCommon, kw_only=True, forbid_unknown_fields=True, tag="local",

@@ -9,6 +9,8 @@ it, and the validators we build resolve through a registry that retrieves nothin
 
 from __future__ import annotations
 
+import json
+from functools import lru_cache
 from typing import Any
 
 import jsonschema
@@ -61,6 +63,13 @@ def _check_refs(schema: dict[str, Any], param: str) -> None:
 
 
 def validator(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
-    """A validator for ``schema`` that resolves references offline only."""
+    """A validator for ``schema`` that resolves references offline only; compiled once
+    per distinct schema (agents send the same tools with every request)."""
+    return _compiled(json.dumps(schema, sort_keys=True))
+
+
+@lru_cache(maxsize=512)
+def _compiled(text: str) -> jsonschema.protocols.Validator:
+    schema = json.loads(text)
     cls = jsonschema.validators.validator_for(schema)
     return cls(schema, registry=_OFFLINE)

@@ -36,6 +36,7 @@ from hybridgate.core.errors import (
     UpstreamUnavailable,
 )
 from hybridgate.core.types import ChatRequest, CompletionRequest, EmbeddingRequest
+from hybridgate.execute import checks
 from hybridgate.execute.breaker import Breaker
 from hybridgate.providers.base import Provider
 from hybridgate.providers.registry import Registry
@@ -90,16 +91,6 @@ def _has_output(item: Any) -> bool:
     return False
 
 
-async def _chain(held: list[Any], rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    try:
-        for item in held:
-            yield item
-        async for item in rest:
-            yield item
-    finally:
-        await rest.aclose()  # type: ignore[attr-defined]
-
-
 class Executor:
     def __init__(self, registry: Registry, config: Config) -> None:
         self.registry = registry
@@ -121,35 +112,57 @@ class Executor:
             return await provider.complete(req)
         return await provider.embed(req)
 
-    @staticmethod
-    async def _open_once(provider: Provider, req: ChatRequest | CompletionRequest,
-                         remaining: float) -> AsyncIterator[Any]:
-        """Start a stream and read it until it has output (held back until then)."""
+    async def _open_once(self, provider: Provider, req: ChatRequest | CompletionRequest,
+                         remaining: float) -> tuple[list[Any], AsyncIterator[Any]]:
+        """Start a stream and read it until it has output: (what was read, the rest).
+        The model's ``ttft_timeout`` fails this attempt (an UpstreamTimeout, so the loop
+        retries or falls back); the deadline ends the request (a TimeoutError)."""
+        ttft = self.models[provider.name].ttft_timeout
         it = (provider.chat_stream(req) if isinstance(req, ChatRequest)
               else provider.complete_stream(req))
         held: list[Any] = []
+        slow = ttft is not None and ttft < remaining
         try:
-            async with asyncio.timeout(remaining):
+            async with asyncio.timeout(ttft if slow else remaining):
                 async for item in it:
                     held.append(item)
                     if _has_output(item):
                         break
+        except TimeoutError:
+            await it.aclose()  # type: ignore[attr-defined]
+            if slow:
+                raise UpstreamTimeout(f"model '{provider.name}' sent no output within its "
+                                      f"ttft_timeout of {ttft} s") from None
+            raise
         except BaseException:
             await it.aclose()  # type: ignore[attr-defined]
             raise
-        return _chain(held, it)
+        return held, it
 
     # ------------------------------------------------------------------ the loop
 
     async def call(self, plan: Plan, req: Request) -> tuple[Provider, Any]:
-        """A whole answer from the first candidate that gives one."""
+        """A whole, valid answer from the first candidate that gives one. A chat answer
+        goes through the output checks; an invalid one is asked again once, on the same
+        model, with the validation error (``checks.with_feedback``)."""
+        reask: dict[str, Request] = {}  # model -> the request with the feedback
+
         async def once(p: Provider, remaining: float) -> Any:
-            return await asyncio.wait_for(self._call_once(p, req), remaining)
+            r = reask.get(p.name, req)
+            resp = await asyncio.wait_for(self._call_once(p, r), remaining)
+            if isinstance(req, ChatRequest):
+                try:
+                    checks.check_chat(req, resp)
+                except checks.InvalidOutput as e:
+                    reask.setdefault(p.name, checks.with_feedback(req, resp, e))
+                    raise
+            return resp
         return await self._attempts(plan, once)
 
     async def stream(self, plan: Plan, req: ChatRequest | CompletionRequest
-                     ) -> tuple[Provider, AsyncIterator[Any]]:
-        """A stream from the first candidate that starts producing output."""
+                     ) -> tuple[Provider, tuple[list[Any], AsyncIterator[Any]]]:
+        """A stream from the first candidate that starts producing output: the items
+        read so far (held back until there was output) and the rest of the stream."""
         return await self._attempts(plan, lambda p, remaining: self._open_once(p, req,
                                                                                 remaining))
 
@@ -170,7 +183,8 @@ class Executor:
                 continue
             tried.add(name)
             cfg, breaker = self.models[name], self.breakers[name]
-            for n in range(cfg.num_retries + 1):
+            n, reasked = 0, False
+            while True:
                 remaining = plan.deadline - time.monotonic()
                 if remaining <= 0:
                     raise self._deadline_error(plan, last)
@@ -198,14 +212,22 @@ class Executor:
                         break
                     if isinstance(e, InvalidRequest):
                         raise  # the client's own mistake: no other model will take it
+                    if isinstance(e, checks.InvalidOutput):
+                        breaker.record(True)  # the model is up; its answer was not usable
+                        last = e
+                        if reasked:
+                            break  # asked twice: the fallbacks' turn
+                        reasked = True
+                        continue  # the model is up; ask it once more, with the error
                     loading = name in self.registry.providers and \
                         not self.registry.providers[name].ready
                     if not loading:
                         breaker.record(False)
                     last = e
-                    if loading or n == cfg.num_retries or not self._retryable(e, cfg.retry_on):
+                    if loading or n >= cfg.num_retries or not self._retryable(e, cfg.retry_on):
                         break
                     wait = self._wait(n, e)
+                    n += 1
                     if time.monotonic() + wait >= plan.deadline:
                         break  # waiting would pass the deadline: fall back now
                     await asyncio.sleep(wait)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -195,44 +195,10 @@ class Tracker:
                                "ms": round(a.ms, 3)} for a in self.attempts]).decode()
             if len(self.attempts) > 1 else None)
 
-    async def watch(self, chunks: AsyncIterator[Any], prompt_chars: Callable[[], int] | None,
-                    on_end: Callable[[Any, str], None]) -> AsyncIterator[Any]:
-        """Pass a stream's chunks through, recording as they go: the first token's time,
-        the usage chunk (priced; ``usage.cost`` set before it is sent), a token estimate
-        should the upstream send no usage. The row is committed when the upstream ends,
-        *before* this iterator ends, so the API writes ``[DONE]`` only after the commit.
-        A failure mid-stream is committed with its status and re-raised; a client that
-        leaves gets a 499 row. ``on_end(usage, status)`` runs once at the end, with status
-        "200", "error:<status>" or "cancelled" (for the access log)."""
-        usage = None
-        status = "200"
-        completion_chars = 0
-        try:
-            async for item in chunks:
-                for chunk in item if isinstance(item, list) else (item,):
-                    if not chunk.choices and chunk.usage:
-                        usage = chunk.usage
-                        usage.cost = self.set_usage(usage).cost_usd
-                        continue
-                    n = _chars(chunk)
-                    completion_chars += n
-                    if n and self.ttft is None:
-                        self.first_token()
-                yield item
-            if usage is None and prompt_chars is not None:
-                self.estimate_usage(prompt_chars(), completion_chars)
-            await self.commit(200)
-        except GatewayError as e:
-            status = f"error:{e.status}"
-            await self.commit(e.status, e.message)
-            raise
-        except BaseException:  # the client went away (cancelled, or the stream closed)
-            status = "cancelled"
-            self.commit_nowait(499, "client disconnected")
-            raise
-        finally:
-            await chunks.aclose()  # type: ignore[attr-defined]
-            on_end(usage, status)
+    def stream_record(self, prompt_chars: Callable[[], int] | None,
+                      on_end: Callable[[Any, str], None]) -> StreamRecord:
+        """The record of a stream, fed by whoever writes it out (see ``StreamRecord``)."""
+        return StreamRecord(self, prompt_chars, on_end)
 
     async def commit(self, status: int, error: str | None = None) -> bool:
         """Commit the record (False: it already was, or the ledger is off); raises
@@ -269,3 +235,62 @@ def _chars(chunk: Any) -> int:
             if call.function is not None:
                 n += len(call.function.name or "") + len(call.function.arguments or "")
     return n
+
+
+class StreamRecord:
+    """A stream's record, kept as its chunks go out. Hooks rather than a wrapping
+    generator: the writer calls ``see`` per item and one of ``finish`` (before it writes
+    ``[DONE]``: the row is committed first), ``fail`` (a mid-stream error: committed
+    with its status) or ``abandon`` (the client left: a 499 row), so a chunk crosses no
+    extra generator on its way out. ``on_end(usage, status)`` runs once, with status
+    "200", "error:<status>" or "cancelled" (for the access log)."""
+
+    __slots__ = ("t", "prompt_chars", "on_end", "usage", "chars", "ended")
+
+    def __init__(self, t: Tracker, prompt_chars: Callable[[], int] | None,
+                 on_end: Callable[[Any, str], None]) -> None:
+        self.t = t
+        self.prompt_chars = prompt_chars
+        self.on_end = on_end
+        self.usage: Any = None
+        self.chars = 0  # generated characters, for an estimate without usage
+        self.ended = False
+
+    def see(self, item: Any) -> None:
+        """Per item: the first token's time; the usage chunk priced (``usage.cost`` set
+        before it is sent)."""
+        t = self.t
+        for chunk in item if isinstance(item, list) else (item,):
+            if not chunk.choices and chunk.usage:
+                self.usage = chunk.usage
+                self.usage.cost = t.set_usage(self.usage).cost_usd
+                continue
+            n = _chars(chunk)
+            self.chars += n
+            if n and t.ttft is None:
+                t.first_token()
+
+    def _end(self, status: str) -> None:
+        if not self.ended:
+            self.ended = True
+            self.on_end(self.usage, status)
+
+    async def finish(self) -> None:
+        """The upstream ended cleanly: commit (raises LedgerUnavailable in required mode
+        when the row cannot be kept: the writer then sends an error, not [DONE])."""
+        if self.usage is None and self.prompt_chars is not None:
+            self.t.estimate_usage(self.prompt_chars(), self.chars)
+        try:
+            await self.t.commit(200)
+        except GatewayError as e:
+            self._end(f"error:{e.status}")
+            raise
+        self._end("200")
+
+    async def fail(self, e: GatewayError) -> None:
+        await self.t.commit(e.status, e.message)
+        self._end(f"error:{e.status}")
+
+    def abandon(self) -> None:
+        self.t.commit_nowait(499, "client disconnected")
+        self._end("cancelled")

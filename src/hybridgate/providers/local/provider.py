@@ -262,7 +262,7 @@ class LocalProvider(Provider):
             if found:
                 calls, finish = found, "tool_calls"
                 content = content or None
-        self._validate_schema(plan, result.text, finish)
+        # (a non-streamed answer is checked, repaired or re-asked in execute/checks)
         msg = AssistantMessage(content=content)
         if calls:
             msg.tool_calls = calls

@@ -1,0 +1,131 @@
+"""Fault scenarios through a real gateway: what the client sees, and how long it took.
+
+The fake OpenAI upstream (tests/fakes) fails on cue; the gateway runs in its own process
+with a temporary HYBRIDGATE_HOME and the SQLite ledger on. Models: `primary` (2 retries,
+falls back to `backup`, ttft_timeout 1 s, timeout 2 s between bytes) and `backup` (the
+same fake, healthy); `short` moves a prompt that is too long to `backup`. Each row says
+what the client must see; `ok` is whether it did.
+
+    python bench/faults.py
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from overhead import free_port, start_gateway, stop_all, wait_http  # noqa: E402
+
+from tests.fakes.openai_upstream import FakeOpenAI  # noqa: E402
+from tests.fakes.server import Fault  # noqa: E402
+
+KEY = "sk-bench-faults"
+MSG = [{"role": "user", "content": "one two three four five six"}]
+
+
+def config(url: str, ledger: Path) -> str:
+    common = f"    base_url: {url}/v1\n    api_key: {KEY}\n    model: gpt-fake\n"
+    return (f"ledger: {{url: 'sqlite:///{ledger}'}}\n"
+            "server: {retry_backoff: 0.05}\n"
+            "breaker: {enabled: false}\n"
+            "models:\n"
+            "  - name: primary\n    provider: openai\n" + common +
+            "    timeout: 2\n    ttft_timeout: 1\n    num_retries: 2\n"
+            "    fallbacks: [backup]\n"
+            "  - name: backup\n    provider: openai\n" + common + "    num_retries: 0\n"
+            "  - name: short\n    provider: openai\n" + common + "    num_retries: 0\n"
+            "    context_window_fallbacks: [backup]\n")
+
+
+def call(base: str, model: str, stream: bool) -> dict:
+    t0 = time.perf_counter()
+    body = {"model": model, "messages": MSG, "stream": stream,
+            "stream_options": {"include_usage": True}} if stream else {
+        "model": model, "messages": MSG}
+    r = requests.post(base + "/v1/chat/completions", json=body, stream=stream, timeout=30)
+    out = {"status": r.status_code, "model": r.headers.get("x-hybridgate-model", "-"),
+           "attempts": r.headers.get("x-hybridgate-attempts", "-"), "done": None,
+           "usage": None}
+    if stream and r.status_code == 200:
+        lines = [x for x in r.iter_lines() if x]
+        out["done"] = bool(lines) and lines[-1] == b"data: [DONE]"
+        for x in lines:
+            if x.startswith(b"data: {") and b'"usage"' in x:
+                doc = json.loads(x[6:])
+                out["usage"] = (doc.get("usage") or {}).get("completion_tokens")
+    out["s"] = time.perf_counter() - t0
+    return out
+
+
+SCENARIOS = [
+    # name, faults (in order), model, stream, what the client must see
+    ("500 once", [Fault(status=500)], "primary", False, {"status": 200, "attempts": "2"}),
+    ("429 with Retry-After 0.3 s", [Fault(status=429, headers={"retry-after": "0.3"})],
+     "primary", False, {"status": 200, "attempts": "2"}),
+    ("429 persistent", [Fault(status=429)] * 3, "primary", False,
+     {"status": 200, "model": "backup", "attempts": "4"}),
+    ("503 persistent", [Fault(status=503)] * 3, "primary", False,
+     {"status": 200, "model": "backup"}),
+    ("connection reset", [Fault(drop=True)], "primary", False, {"status": 200}),
+    ("no response at all (> timeout)", [Fault(delay=4)], "primary", False,
+     {"status": 200, "attempts": "2"}),
+    ("slow first token (> ttft_timeout)", [Fault(delay=3)], "primary", True,
+     {"status": 200, "done": True}),
+    ("stream cut before output", [Fault(truncate_after=1)], "primary", True,
+     {"status": 200, "done": True, "attempts": "2"}),
+    ("stream cut mid-way", [Fault(truncate_after=4)], "primary", True,
+     {"status": 200, "done": False}),
+    ("context length exceeded", [Fault(status=400, message=(
+        "This model's maximum context length is 8192 tokens"))], "short", False,
+     {"status": 200, "model": "backup"}),
+    ("400 (client error)", [Fault(status=400)], "primary", False,
+     {"status": 400, "attempts": "1"}),
+    ("usage across a failover", [Fault(status=503)] * 3, "primary", True,
+     {"status": 200, "done": True, "usage": 7}),
+]
+
+
+def main() -> None:
+    # the fake logs a traceback for every connection the gateway gives up on: expected
+    logging.getLogger("aiohttp").setLevel(logging.CRITICAL)
+    fake = FakeOpenAI().start()
+    fake.api_key = KEY
+    home = Path(tempfile.mkdtemp(prefix="hg-faults-"))
+    cfg = home / "faults.yaml"
+    cfg.write_text(config(fake.url, home / "ledger.db"))
+    port = free_port()
+    proc = start_gateway(cfg, port, {"HYBRIDGATE_HOME": str(home)})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(base + "/readyz")
+        print(f"\n{'scenario':<36} | {'ok':<3} | status | served by | tries | [DONE] | "
+              f"seconds")
+        print("-" * 88)
+        failed = 0
+        for name, faults, model, stream, want in SCENARIOS:
+            fake.reset()
+            fake.faults.extend(faults)
+            got = call(base, model, stream)
+            ok = all(got.get(k) == v for k, v in want.items())
+            failed += not ok
+            done = "-" if got["done"] is None else ("yes" if got["done"] else "no")
+            print(f"{name:<36} | {'yes' if ok else 'NO':<3} | {got['status']:>6} | "
+                  f"{got['model']:<9} | {got['attempts']:>5} | {done:>6} | {got['s']:7.2f}")
+        print(f"\n{len(SCENARIOS) - failed} of {len(SCENARIOS)} scenarios as expected")
+    finally:
+        stop_all([proc])
+        fake.stop()
+
+
+if __name__ == "__main__":
+    main()

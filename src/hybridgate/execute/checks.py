@@ -1,0 +1,123 @@
+"""Output checks: no malformed tool call or structured answer reaches a client.
+
+Run on every non-streamed chat answer, whatever provider wrote it. A tool call must name
+an offered function and carry a JSON object that validates against that function's
+``parameters``; ``tool_choice: required`` or a named function must yield a call (to that
+function); a ``json_schema`` or ``json_object`` answer must parse and validate. What is
+wrong only in syntax (a trailing comma, single quotes, a fence around the JSON) is
+repaired with ``json-repair`` and validated again; anything else raises
+``InvalidOutput``, which the executor answers by asking the model once more with the
+validation error, then by the fallbacks, and only then with a clear 502.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import json_repair
+import jsonschema
+
+from hybridgate.core.errors import UpstreamError
+from hybridgate.core.schemas import validator
+from hybridgate.core.types import ChatRequest, ChatResponse, Message, ToolCall
+
+
+class InvalidOutput(UpstreamError):
+    """The model answered, but not in the shape the request demands (502)."""
+
+    code = "invalid_model_output"
+
+
+def _parse(text: str) -> tuple[Any, bool]:
+    """(value, repaired?); raises ValueError when not even a repair gives JSON."""
+    try:
+        return json.loads(text), False
+    except ValueError:
+        pass
+    value = json_repair.loads(text)
+    if value == "" and text.strip() not in ('""', "''"):
+        raise ValueError("not JSON")
+    return value, True
+
+
+def _check(value: Any, schema: dict[str, Any] | None, what: str) -> None:
+    if schema is None:
+        return
+    try:
+        validator(schema).validate(value)
+    except jsonschema.ValidationError as e:
+        where = "/".join(map(str, e.absolute_path)) or "the top level"
+        raise InvalidOutput(f"{what} does not match its schema at {where}: "
+                            f"{e.message}") from None
+
+
+def _check_call(call: ToolCall, tools: dict[str, Any]) -> None:
+    tool = tools.get(call.function.name)
+    if tool is None:
+        raise InvalidOutput(f"the model called '{call.function.name}', which is not an "
+                            "offered tool")
+    what = f"the arguments of the call to '{call.function.name}'"
+    try:
+        args, repaired = _parse(call.function.arguments or "{}")
+    except ValueError:
+        raise InvalidOutput(f"{what} are not JSON") from None
+    if not isinstance(args, dict):
+        raise InvalidOutput(f"{what} are not a JSON object")
+    _check(args, tool.function.parameters, what)
+    if repaired:
+        call.function.arguments = json.dumps(args, ensure_ascii=False)
+
+
+def check_chat(req: ChatRequest, resp: ChatResponse) -> None:
+    """Raises InvalidOutput; repairs syntax in place."""
+    tools = {t.function.name: t for t in req.tools or []} if req.tool_choice != "none" else {}
+    choice_ = req.tool_choice
+    named = None if choice_ is None or isinstance(choice_, str) else choice_.function.name
+    must_call = bool(tools) and (choice_ == "required" or named is not None)
+    fmt = req.response_format
+    for choice in resp.choices:
+        msg = choice.message
+        calls = msg.tool_calls if isinstance(msg.tool_calls, list) else []
+        if choice.finish_reason == "length":
+            continue  # cut off at max_tokens, as asked: returned as it is (like OpenAI)
+        for call in calls:
+            _check_call(call, tools)
+            if named is not None and call.function.name != named:
+                raise InvalidOutput(f"tool_choice names '{named}' but the model called "
+                                    f"'{call.function.name}'")
+        if must_call and not calls:
+            raise InvalidOutput("tool_choice requires a tool call and the model answered "
+                                "with text")
+        if calls or fmt is None or fmt.type == "text":
+            continue
+        try:
+            value, repaired = _parse(msg.content or "")
+        except ValueError:
+            raise InvalidOutput("the answer is not the JSON that response_format asks "
+                                "for") from None
+        if fmt.type == "json_object" and not isinstance(value, dict):
+            raise InvalidOutput("response_format json_object: the answer is not a JSON "
+                                "object")
+        if fmt.type == "json_schema" and fmt.json_schema is not None:
+            _check(value, fmt.json_schema.schema, "the answer")
+        if repaired:
+            msg.content = json.dumps(value, ensure_ascii=False)
+
+
+def with_feedback(req: ChatRequest, resp: ChatResponse, error: InvalidOutput
+                  ) -> ChatRequest:
+    """The request once more, with the model's invalid answer and what was wrong with
+    it, so the model can correct itself (one re-ask)."""
+    import msgspec
+
+    msg = resp.choices[0].message if resp.choices else None
+    said = (msg.content or "") if msg is not None else ""
+    if msg is not None and isinstance(msg.tool_calls, list):
+        said += "".join(f"\n{c.function.name}({c.function.arguments})"
+                        for c in msg.tool_calls)
+    fix = Message(role="user", content=f"That answer was invalid: {error.message}. "
+                  "Answer again, correctly.")
+    return msgspec.structs.replace(
+        req, messages=[*req.messages, Message(role="assistant", content=said.strip() or
+                                              "(no answer)"), fix])

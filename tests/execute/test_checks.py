@@ -1,0 +1,102 @@
+"""Nothing malformed reaches a client: tool calls and structured answers are checked,
+repaired when only the syntax is wrong, and asked again once when they are wrong."""
+
+from __future__ import annotations
+
+import json
+
+import msgspec
+import pytest
+import requests
+
+from hybridgate.core.types import ChatRequest, ChatResponse
+from hybridgate.execute.checks import InvalidOutput, check_chat
+
+WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}},
+    "required": ["city"], "additionalProperties": False}}}
+
+
+def req(**kw) -> ChatRequest:
+    return msgspec.convert({"model": "m", "messages": [{"role": "user", "content": "x"}],
+                            **kw}, ChatRequest)
+
+
+def resp(content=None, calls=None, finish="stop") -> ChatResponse:
+    msg: dict = {"role": "assistant", "content": content}
+    if calls is not None:
+        msg["tool_calls"] = [{"id": f"c{i}", "type": "function",
+                              "function": {"name": n, "arguments": a}}
+                             for i, (n, a) in enumerate(calls)]
+    return msgspec.convert({"id": "x", "created": 0, "model": "m", "choices": [
+        {"index": 0, "message": msg, "finish_reason": finish}]}, ChatResponse)
+
+
+def test_a_valid_call_passes_untouched():
+    r = resp(calls=[("get_weather", '{"city": "Paris"}')])
+    check_chat(req(tools=[WEATHER]), r)
+    assert r.choices[0].message.tool_calls[0].function.arguments == '{"city": "Paris"}'
+
+
+def test_syntax_is_repaired_in_place():
+    r = resp(calls=[("get_weather", "{'city': 'Paris',}")])
+    check_chat(req(tools=[WEATHER]), r)
+    assert json.loads(r.choices[0].message.tool_calls[0].function.arguments) == {
+        "city": "Paris"}
+    fenced = resp(content='```json\n{"a": 1,}\n```')
+    check_chat(req(response_format={"type": "json_object"}), fenced)
+    assert json.loads(fenced.choices[0].message.content) == {"a": 1}
+
+
+@pytest.mark.parametrize(("request_kw", "answer", "why"), [
+    ({"tools": [WEATHER]}, resp(calls=[("delete_all", "{}")]), "not an offered tool"),
+    ({"tools": [WEATHER]}, resp(calls=[("get_weather", '{"city": 5}')]), "at city"),
+    ({"tools": [WEATHER]}, resp(calls=[("get_weather", '{"town": "x"}')]), "schema"),
+    ({"tools": [WEATHER]}, resp(calls=[("get_weather", "not json at all")]), "not JSON"),
+    ({"tools": [WEATHER], "tool_choice": "required"}, resp(content="sunny"), "requires"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": {
+        "type": "object", "required": ["n"]}}}}, resp(content='{"m": 1}'), "schema"),
+    ({"response_format": {"type": "json_object"}}, resp(content="plain words"), "JSON"),
+])
+def test_invalid_output_is_refused(request_kw, answer, why):
+    with pytest.raises(InvalidOutput, match=why):
+        check_chat(req(**request_kw), answer)
+
+
+def test_an_answer_cut_at_max_tokens_is_returned_as_it_is():
+    check_chat(req(response_format={"type": "json_object"}),
+               resp(content='{"a": ', finish="length"))
+
+
+TOOLS_BODY = {"tools": [WEATHER], "tool_choice": "required",
+              "messages": [{"role": "user", "content": "weather in Paris?"}]}
+
+
+def test_an_invalid_call_is_asked_again_with_the_error(gateway, fake_openai):
+    fake_openai.tool_arguments = ['{"city": 5}', '{"city": "Paris"}']
+    r = requests.post(gateway.v1 + "/chat/completions", json={"model": "gpt-fake",
+                                                              **TOOLS_BODY})
+    assert r.status_code == 200, r.text
+    call = r.json()["choices"][0]["message"]["tool_calls"][0]
+    assert json.loads(call["function"]["arguments"]) == {"city": "Paris"}
+    assert r.headers["x-hybridgate-attempts"] == "2"
+    reask = fake_openai.requests[1]["body"]["messages"]
+    assert reask[-2]["role"] == "assistant" and "get_weather" in reask[-2]["content"]
+    assert "invalid" in reask[-1]["content"] and "city" in reask[-1]["content"]
+
+
+def test_still_invalid_after_the_reask_is_a_clear_502(gateway, fake_openai):
+    fake_openai.tool_arguments = '{"city": 5}'
+    r = requests.post(gateway.v1 + "/chat/completions", json={"model": "gpt-fake",
+                                                              **TOOLS_BODY})
+    assert r.status_code == 502 and r.json()["error"]["code"] == "invalid_model_output"
+    assert r.headers["x-hybridgate-attempts"] == "2"
+
+
+def test_syntax_only_errors_are_repaired_without_a_reask(gateway, fake_openai):
+    fake_openai.tool_arguments = "{'city': 'Paris',}"
+    r = requests.post(gateway.v1 + "/chat/completions", json={"model": "gpt-fake",
+                                                              **TOOLS_BODY})
+    assert r.status_code == 200 and r.headers["x-hybridgate-attempts"] == "1"
+    call = r.json()["choices"][0]["message"]["tool_calls"][0]
+    assert json.loads(call["function"]["arguments"]) == {"city": "Paris"}
