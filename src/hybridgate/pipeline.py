@@ -142,14 +142,12 @@ class Pipeline:
                 # failure before any output is a real HTTP error, not a 200 with an
                 # error event; the writer feeds the record as the chunks go out
                 provider, (out.held, out.rest) = await self.execute.stream(plan, req)
-                t.served_by(provider.name, provider.kind)
-                out.model, out.attempts = provider.name, len(plan.attempts)
+                self._served(t, out, provider, plan)
                 out.record = t.stream_record(lambda: _prompt_chars(req),
                                              lambda usage, status: self._log(t, status, usage))
                 return out
             provider, out.response = await self.execute.call(plan, req)
-            t.served_by(provider.name, provider.kind)
-            out.model, out.attempts = provider.name, len(plan.attempts)
+            self._served(t, out, provider, plan)
             self._record_answer(t, out, req)
             await t.commit(200)
             self._log(t, 200, getattr(out.response, "usage", None))
@@ -196,6 +194,15 @@ class Pipeline:
         return d.header()
 
     # ------------------------------------------------------------------ 7. record
+
+    @staticmethod
+    def _served(t: Tracker, out: Outcome, provider: Any, plan: Plan) -> None:
+        """Who answered, after how many attempts; a route group's header says when a
+        fallback answered instead of the member the router chose."""
+        t.served_by(provider.name, provider.kind)
+        if out.route is not None and provider.name != out.model:
+            out.route += f"; fallback={provider.name}"
+        out.model, out.attempts = provider.name, len(plan.attempts)
 
     @staticmethod
     def _record_answer(t: Tracker, out: Outcome, req: Request) -> None:

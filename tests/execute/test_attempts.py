@@ -128,7 +128,9 @@ def test_a_route_group_falls_back_to_its_local_member(gateway, fake_openai):
     r = requests.post(gateway.v1 + "/chat/completions", timeout=60, json={
         "model": "smart", "max_tokens": 4, "messages": [{"role": "user", "content": HARD}]})
     assert r.status_code == 200, r.text
-    assert r.headers["x-hybridgate-route"].startswith("strong; reason=score")
+    route = r.headers["x-hybridgate-route"]
+    assert route.startswith("strong; reason=score")
+    assert route.endswith("; fallback=smollm2-135m-instruct")
     assert r.headers["x-hybridgate-model"] == "smollm2-135m-instruct"
     assert r.headers["x-hybridgate-attempts"] == "2"
 
