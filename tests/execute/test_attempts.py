@@ -167,3 +167,26 @@ def test_a_stream_without_output_in_its_ttft_timeout_falls_back(gateway, fake_op
         assert r.headers["x-hybridgate-model"] == "gpt-fake"
         lines = [x for x in r.iter_lines() if x]
     assert lines[-1] == b"data: [DONE]" and time.perf_counter() - t0 < 2.0
+
+
+def _stream_text(gateway, model="gpt-fake"):
+    with requests.post(gateway.v1 + "/chat/completions", stream=True, timeout=30, json={
+            "model": model, "messages": MSG, "stream": True}) as r:
+        lines = [x for x in r.iter_lines() if x]
+    text = "".join(json.loads(x[6:])["choices"][0]["delta"].get("content") or ""
+                   for x in lines[:-1] if json.loads(x[6:]).get("choices"))
+    return r.status_code, text, lines[-1]
+
+
+def test_a_stream_that_lost_only_its_done_marker_is_complete(gateway, fake_openai):
+    fake_openai.faults.append(Fault(no_done=True))
+    status, text, last = _stream_text(gateway)
+    assert status == 200 and text == "echo: one two three" and last == b"data: [DONE]"
+
+
+def test_one_unparseable_chunk_in_a_stream_that_completes_is_skipped(gateway, fake_openai):
+    fake_openai.faults.append(Fault(bad_chunk_at=2))
+    status, text, last = _stream_text(gateway)
+    assert status == 200 and text == "echo: one two three" and last == b"data: [DONE]"
+    provider = gateway.server.config.app.state.pipeline.registry.providers["gpt-fake"]
+    assert provider.malformed_chunks >= 1

@@ -25,6 +25,8 @@ class Fault:
     garbage: bool = False              # answer 200 with a body that is not JSON
     headers: dict[str, str] = field(default_factory=dict)
     message: str | None = None         # the error body's message (with ``status``)
+    no_done: bool = False              # stream: everything but the final [DONE]
+    bad_chunk_at: int | None = None    # stream: an unparseable event at this position
 
 
 class FakeServer:
@@ -121,6 +123,11 @@ class FakeServer:
 async def write_events(resp: web.StreamResponse, events: list[bytes], fault: Fault,
                        server: FakeServer) -> bool:
     """Write SSE frames; returns False when the client went away (counted)."""
+    if fault.no_done and events and events[-1] == b"data: [DONE]\n\n":
+        events = events[:-1]
+    if fault.bad_chunk_at is not None:
+        events = [*events[:fault.bad_chunk_at], b"data: {not json at all\n\n",
+                  *events[fault.bad_chunk_at:]]
     for i, frame in enumerate(events):
         if fault.truncate_after is not None and i >= fault.truncate_after:
             return True

@@ -8,6 +8,7 @@ did not ask for it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
@@ -30,6 +31,7 @@ from hybridgate.providers.http import Upstream, upstream_message
 from hybridgate.providers.sse import iter_event_batches
 
 T = TypeVar("T")
+log = logging.getLogger("hybridgate.providers")
 
 
 class OpenAIProvider(Provider):
@@ -47,6 +49,7 @@ class OpenAIProvider(Provider):
         if cfg.api_key:
             headers["authorization"] = f"Bearer {cfg.api_key}"
         self.http = Upstream(cfg.name, cfg.base_url, headers, cfg.timeout, cfg.connect_timeout)
+        self.malformed_chunks = 0  # stream events skipped because they did not parse
 
     async def start(self) -> None:
         await self.http.start()
@@ -77,7 +80,13 @@ class OpenAIProvider(Provider):
                                 code="invalid_upstream_response") from None
 
     async def _events(self, path: str, body: bytes, kind: type[T]) -> AsyncIterator[list[T]]:
-        """Chunks in batches: every event one socket read completed (often just one)."""
+        """Chunks in batches: every event one socket read completed (often just one).
+
+        An event that does not parse is skipped and counted (``malformed_chunks``), not
+        fatal: if the stream then completes, the answer stands. A stream that delivered
+        its finish reason and its usage but lost the final ``[DONE]`` is complete; one
+        that ends earlier is truncated (an error)."""
+        finished = counted = False
         async with self.http.post_stream(path, body) as blocks:
             async for events in iter_event_batches(blocks):
                 batch: list[T] = []
@@ -86,8 +95,22 @@ class OpenAIProvider(Provider):
                         if batch:
                             yield batch
                         return
-                    batch.append(self._decode(event.data, kind))
-                yield batch
+                    try:
+                        item: Any = self._decode(event.data, kind)
+                    except UpstreamError as e:
+                        if e.code != "invalid_upstream_response":
+                            raise  # an error object mid-stream: a real failure
+                        self.malformed_chunks += 1
+                        log.warning("upstream %s sent an unparseable stream event; skipped",
+                                    self.name)
+                        continue
+                    finished = finished or any(c.finish_reason for c in item.choices)
+                    counted = counted or (not item.choices and item.usage is not None)
+                    batch.append(item)
+                if batch:
+                    yield batch
+        if finished and counted:
+            return  # everything arrived but the [DONE] marker
         raise UpstreamError(f"upstream {self.name} ended the stream before [DONE]",
                             code="truncated_stream")
 
