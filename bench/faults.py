@@ -7,6 +7,9 @@ same fake, healthy); `short` moves a prompt that is too long to `backup`. Each r
 what the client must see; `ok` is whether it did.
 
     python bench/faults.py
+    python bench/faults.py --load 60   # and 100 in flight for 60 s, 30% of the primary's
+                                       # requests failing (500, 503, 429, reset); the
+                                       # backup healthy: success rate and latency
 """
 
 from __future__ import annotations
@@ -24,7 +27,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from overhead import free_port, start_gateway, stop_all, wait_http  # noqa: E402
+from overhead import (  # noqa: E402
+    free_port,
+    run_wrk,
+    start_gateway,
+    stop_all,
+    wait_http,
+    wrk_script,
+)
 
 from tests.fakes.openai_upstream import FakeOpenAI  # noqa: E402
 from tests.fakes.server import Fault  # noqa: E402
@@ -95,9 +105,46 @@ SCENARIOS = [
 ]
 
 
+def load(seconds: int) -> None:
+    """100 in flight against `primary` (30% of its upstream requests fail), `backup` on a
+    second, healthy fake upstream."""
+    flaky, healthy = FakeOpenAI().start(), FakeOpenAI().start()
+    flaky.api_key = healthy.api_key = KEY
+    flaky.fail_rate = 0.3
+    home = Path(tempfile.mkdtemp(prefix="hg-faults-load-"))
+    cfg = home / "load.yaml"
+    common = f"    api_key: {KEY}\n    model: gpt-fake\n"
+    cfg.write_text(f"ledger: {{url: 'sqlite:///{home / 'ledger.db'}'}}\n"
+                   "server: {retry_backoff: 0.05}\n"
+                   "models:\n"
+                   f"  - name: primary\n    provider: openai\n    base_url: {flaky.url}/v1\n"
+                   + common + "    num_retries: 1\n    fallbacks: [backup]\n"
+                   f"  - name: backup\n    provider: openai\n    base_url: {healthy.url}/v1\n"
+                   + common)
+    port = free_port()
+    proc = start_gateway(cfg, port, {"HYBRIDGATE_HOME": str(home)})
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz")
+        r = run_wrk(f"http://127.0.0.1:{port}/v1/chat/completions", 100, seconds,
+                    wrk_script(False, model="primary"))
+        total = r["rps"] * seconds
+        print(f"\n100 in flight for {seconds} s, primary failing 30% (500/503/429/reset), "
+              f"backup healthy:\n  {r['rps']:.0f} req/s, p50 {r['p50']:.1f} ms, p99 "
+              f"{r['p99']:.1f} ms, non-2xx {r['errors']:.0f} of ~{total:.0f} "
+              f"({100 * (1 - r['errors'] / max(total, 1)):.3f}% success), socket errors: "
+              f"{'yes' if r['socket_errors'] else 'none'}")
+    finally:
+        stop_all([proc])
+        flaky.stop()
+        healthy.stop()
+
+
 def main() -> None:
     # the fake logs a traceback for every connection the gateway gives up on: expected
     logging.getLogger("aiohttp").setLevel(logging.CRITICAL)
+    if "--load" in sys.argv:
+        load(int(sys.argv[sys.argv.index("--load") + 1]))
+        return
     fake = FakeOpenAI().start()
     fake.api_key = KEY
     home = Path(tempfile.mkdtemp(prefix="hg-faults-"))

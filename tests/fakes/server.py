@@ -8,6 +8,7 @@ each request takes the next one.
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,10 @@ class FakeServer:
         self.requests: list[dict[str, Any]] = []
         self.faults: list[Fault] = []
         self.default_fault = Fault()  # applies whenever ``faults`` is empty
+        # with ``faults`` empty, this share of requests fails with one of ``fail_with``
+        self.fail_rate = 0.0
+        self.fail_with = [Fault(status=500), Fault(status=503), Fault(status=429),
+                          Fault(drop=True)]
         self.disconnects = 0
         self.api_key: str | None = None
         self.port = 0
@@ -47,7 +52,11 @@ class FakeServer:
         raise NotImplementedError
 
     def next_fault(self) -> Fault:
-        return self.faults.pop(0) if self.faults else self.default_fault
+        if self.faults:
+            return self.faults.pop(0)
+        if self.fail_rate and random.random() < self.fail_rate:
+            return random.choice(self.fail_with)
+        return self.default_fault
 
     @property
     def url(self) -> str:
@@ -99,6 +108,7 @@ class FakeServer:
         self.requests.clear()
         self.faults.clear()
         self.default_fault = Fault()
+        self.fail_rate = 0.0
         self.disconnects = 0
 
     async def apply_fault(self, request: web.Request, fault: Fault,
