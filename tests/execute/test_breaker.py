@@ -82,3 +82,50 @@ def test_an_open_breaker_skips_the_model_at_once(tmp_path, fake_openai):
                                      (ids[-1],)).fetchone()[0])
     assert last[0] == {"model": "dead", "status": 503, "error": "circuit breaker open",
                        "ms": 0.0}
+
+
+def test_a_primary_that_goes_down_and_comes_back(tmp_path, fake_openai):
+    """Down: requests are answered by the backup, and once the breaker opens the
+    primary is not even tried. Back: after the cooldown one probe finds it healthy and
+    traffic returns to it."""
+    import time
+
+    import requests
+
+    from hybridgate.config.settings import parse_config
+    from tests.conftest import OPENAI_KEY, start_gateway
+    from tests.fakes.openai_upstream import FakeOpenAI
+    from tests.fakes.server import Fault
+
+    primary = FakeOpenAI().start()
+    primary.api_key = OPENAI_KEY
+    primary.fail_rate, primary.fail_with = 1.0, [Fault(status=500)]
+    cfg = parse_config({
+        "ledger": {"enabled": False},
+        "breaker": {"min_requests": 3, "failure_ratio": 0.5, "cooldown": 1.0},
+        "models": [
+            {"name": "primary", "provider": "openai", "base_url": primary.url + "/v1",
+             "api_key": OPENAI_KEY, "model": "gpt-fake", "num_retries": 0,
+             "fallbacks": ["backup"]},
+            {"name": "backup", "provider": "openai", "base_url": fake_openai.url + "/v1",
+             "api_key": OPENAI_KEY, "model": "gpt-fake"}]})
+    gw = start_gateway(cfg)
+
+    def ask() -> str:
+        r = requests.post(gw.v1 + "/chat/completions", json={
+            "model": "primary", "messages": [{"role": "user", "content": "hi"}]})
+        assert r.status_code == 200
+        return r.headers["x-hybridgate-model"]
+
+    try:
+        assert [ask() for _ in range(3)] == ["backup"] * 3  # the breaker opens here
+        tried = len(primary.requests)
+        assert [ask() for _ in range(5)] == ["backup"] * 5
+        assert len(primary.requests) == tried  # not even tried while open
+        primary.fail_rate = 0.0  # it comes back
+        time.sleep(1.1)
+        assert ask() == "primary"  # the probe
+        assert [ask() for _ in range(3)] == ["primary"] * 3
+    finally:
+        gw.stop()
+        primary.stop()
