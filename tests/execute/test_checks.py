@@ -100,3 +100,27 @@ def test_syntax_only_errors_are_repaired_without_a_reask(gateway, fake_openai):
     assert r.status_code == 200 and r.headers["x-hybridgate-attempts"] == "1"
     call = r.json()["choices"][0]["message"]["tool_calls"][0]
     assert json.loads(call["function"]["arguments"]) == {"city": "Paris"}
+
+
+def _streamed_call(gateway):
+    with requests.post(gateway.v1 + "/chat/completions", stream=True, json={
+            "model": "gpt-fake", "stream": True, **TOOLS_BODY}) as r:
+        lines = [x for x in r.iter_lines() if x]
+        attempts = r.headers.get("x-hybridgate-attempts")
+    args = "".join(d["function"].get("arguments") or ""
+                   for x in lines[:-1] if json.loads(x[6:]).get("choices")
+                   for d in json.loads(x[6:])["choices"][0]["delta"].get("tool_calls") or [])
+    return r.status_code, attempts, args, lines[-1]
+
+
+def test_a_streamed_call_is_held_checked_and_asked_again(gateway, fake_openai):
+    fake_openai.tool_arguments = ['{"city": 5}', '{"city": "Paris"}']
+    status, attempts, args, last = _streamed_call(gateway)
+    assert status == 200 and attempts == "2" and last == b"data: [DONE]"
+    assert json.loads(args) == {"city": "Paris"}
+
+
+def test_a_streamed_call_with_broken_syntax_is_repaired(gateway, fake_openai):
+    fake_openai.tool_arguments = "{'city': 'Paris',}"
+    status, attempts, args, last = _streamed_call(gateway)
+    assert status == 200 and attempts == "1" and json.loads(args) == {"city": "Paris"}

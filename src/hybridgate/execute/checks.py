@@ -20,13 +20,19 @@ import jsonschema
 
 from hybridgate.core.errors import UpstreamError
 from hybridgate.core.schemas import validator
-from hybridgate.core.types import ChatRequest, ChatResponse, Message, ToolCall
+from hybridgate.core.types import ChatRequest, ChatResponse, FunctionCall, Message, ToolCall
 
 
 class InvalidOutput(UpstreamError):
     """The model answered, but not in the shape the request demands (502)."""
 
     code = "invalid_model_output"
+    answer = ""  # what the model said, for the feedback of a re-ask
+
+
+def offered(req: ChatRequest) -> dict[str, Any]:
+    """The tools a model may call for this request, by name."""
+    return {t.function.name: t for t in req.tools or []} if req.tool_choice != "none" else {}
 
 
 def _parse(text: str) -> tuple[Any, bool]:
@@ -52,7 +58,7 @@ def _check(value: Any, schema: dict[str, Any] | None, what: str) -> None:
                             f"{e.message}") from None
 
 
-def _check_call(call: ToolCall, tools: dict[str, Any]) -> None:
+def check_call(call: ToolCall, tools: dict[str, Any]) -> None:
     tool = tools.get(call.function.name)
     if tool is None:
         raise InvalidOutput(f"the model called '{call.function.name}', which is not an "
@@ -71,7 +77,7 @@ def _check_call(call: ToolCall, tools: dict[str, Any]) -> None:
 
 def check_chat(req: ChatRequest, resp: ChatResponse) -> None:
     """Raises InvalidOutput; repairs syntax in place."""
-    tools = {t.function.name: t for t in req.tools or []} if req.tool_choice != "none" else {}
+    tools = offered(req)
     choice_ = req.tool_choice
     named = None if choice_ is None or isinstance(choice_, str) else choice_.function.name
     must_call = bool(tools) and (choice_ == "required" or named is not None)
@@ -82,7 +88,7 @@ def check_chat(req: ChatRequest, resp: ChatResponse) -> None:
         if choice.finish_reason == "length":
             continue  # cut off at max_tokens, as asked: returned as it is (like OpenAI)
         for call in calls:
-            _check_call(call, tools)
+            check_call(call, tools)
             if named is not None and call.function.name != named:
                 raise InvalidOutput(f"tool_choice names '{named}' but the model called "
                                     f"'{call.function.name}'")
@@ -105,19 +111,59 @@ def check_chat(req: ChatRequest, resp: ChatResponse) -> None:
             msg.content = json.dumps(value, ensure_ascii=False)
 
 
-def with_feedback(req: ChatRequest, resp: ChatResponse, error: InvalidOutput
-                  ) -> ChatRequest:
+def check_stream_calls(req: ChatRequest, held: list[Any]) -> None:
+    """A stream's tool calls, held back until the stream finished them: assembled from
+    their deltas and checked like a non-streamed answer's; when only their syntax was
+    repaired, the held deltas are rewritten so the client assembles the repaired
+    arguments (the first delta of a call carries them all). Raises InvalidOutput, with
+    the assembled calls as its ``answer``."""
+    tools = offered(req)
+    choice_ = req.tool_choice
+    named = None if choice_ is None or isinstance(choice_, str) else choice_.function.name
+    parts: dict[tuple[int, int], list[Any]] = {}  # (choice, call) -> its deltas, in order
+    for item in held:
+        for chunk in item if isinstance(item, list) else (item,):
+            for c in chunk.choices:
+                for d in c.delta.tool_calls or ():
+                    parts.setdefault((c.index, d.index), []).append(d)
+    calls: list[ToolCall] = []
+    for deltas in parts.values():
+        name = next((d.function.name for d in deltas if d.function and d.function.name), "")
+        args = "".join(d.function.arguments or "" for d in deltas if d.function)
+        calls.append(ToolCall(id=next((d.id for d in deltas if d.id), ""),
+                              function=FunctionCall(name=name, arguments=args)))
+    try:
+        for call, deltas in zip(calls, parts.values(), strict=True):
+            args = call.function.arguments
+            check_call(call, tools)
+            if named is not None and call.function.name != named:
+                raise InvalidOutput(f"tool_choice names '{named}' but the model called "
+                                    f"'{call.function.name}'")
+            if call.function.arguments != args:
+                first = True
+                for d in deltas:
+                    if d.function is not None:
+                        d.function.arguments = call.function.arguments if first else ""
+                        first = False
+    except InvalidOutput as e:
+        e.answer = said(None, calls)
+        raise
+
+
+def said(content: str | None, calls: list[ToolCall] | None) -> str:
+    """What the model answered, as text for the feedback of a re-ask."""
+    out = content or ""
+    out += "".join(f"\n{c.function.name}({c.function.arguments})" for c in calls or ())
+    return out.strip()
+
+
+def with_feedback(req: ChatRequest, answer: str, error: InvalidOutput) -> ChatRequest:
     """The request once more, with the model's invalid answer and what was wrong with
     it, so the model can correct itself (one re-ask)."""
     import msgspec
 
-    msg = resp.choices[0].message if resp.choices else None
-    said = (msg.content or "") if msg is not None else ""
-    if msg is not None and isinstance(msg.tool_calls, list):
-        said += "".join(f"\n{c.function.name}({c.function.arguments})"
-                        for c in msg.tool_calls)
     fix = Message(role="user", content=f"That answer was invalid: {error.message}. "
                   "Answer again, correctly.")
     return msgspec.structs.replace(
-        req, messages=[*req.messages, Message(role="assistant", content=said.strip() or
-                                              "(no answer)"), fix])
+        req, messages=[*req.messages, Message(role="assistant",
+                                              content=answer or "(no answer)"), fix])

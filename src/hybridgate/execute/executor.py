@@ -73,9 +73,10 @@ def _is_context_error(e: GatewayError) -> bool:
                                                  for m in _CONTEXT_MARKERS)
 
 
-def _has_output(item: Any) -> bool:
-    """A stream item that commits us to this attempt: content, a tool call, a finish
-    reason or the usage chunk (a role-only or empty chunk does not)."""
+def _has_output(item: Any, hold_calls: bool = False) -> bool:
+    """A stream item that commits us to this attempt: content, a tool call (unless
+    ``hold_calls``: calls are held until the stream finishes them, to be checked), a
+    finish reason or the usage chunk (a role-only or empty chunk does not)."""
     for chunk in item if isinstance(item, list) else (item,):
         if not chunk.choices and getattr(chunk, "usage", None):
             return True
@@ -86,7 +87,7 @@ def _has_output(item: Any) -> bool:
             if delta is None:
                 if getattr(c, "text", None):
                     return True
-            elif delta.content or delta.tool_calls:
+            elif delta.content or (delta.tool_calls and not hold_calls):
                 return True
     return False
 
@@ -122,12 +123,15 @@ class Executor:
               else provider.complete_stream(req))
         held: list[Any] = []
         slow = ttft is not None and ttft < remaining
+        hold_calls = isinstance(req, ChatRequest) and bool(checks.offered(req))
         try:
             async with asyncio.timeout(ttft if slow else remaining):
                 async for item in it:
                     held.append(item)
-                    if _has_output(item):
+                    if _has_output(item, hold_calls):
                         break
+            if hold_calls:
+                checks.check_stream_calls(req, held)  # type: ignore[arg-type]
         except TimeoutError:
             await it.aclose()  # type: ignore[attr-defined]
             if slow:
@@ -154,7 +158,10 @@ class Executor:
                 try:
                     checks.check_chat(req, resp)
                 except checks.InvalidOutput as e:
-                    reask.setdefault(p.name, checks.with_feedback(req, resp, e))
+                    msg = resp.choices[0].message if resp.choices else None
+                    calls = msg.tool_calls if msg and isinstance(msg.tool_calls, list) else None
+                    answer = checks.said(msg.content if msg else None, calls)
+                    reask.setdefault(p.name, checks.with_feedback(req, answer, e))
                     raise
             return resp
         return await self._attempts(plan, once)
@@ -162,9 +169,20 @@ class Executor:
     async def stream(self, plan: Plan, req: ChatRequest | CompletionRequest
                      ) -> tuple[Provider, tuple[list[Any], AsyncIterator[Any]]]:
         """A stream from the first candidate that starts producing output: the items
-        read so far (held back until there was output) and the rest of the stream."""
-        return await self._attempts(plan, lambda p, remaining: self._open_once(p, req,
-                                                                                remaining))
+        read so far (held back until there was output) and the rest of the stream.
+        Tool calls are held until the stream has finished them, and checked; invalid
+        ones are asked again once, as a non-streamed answer's are."""
+        reask: dict[str, ChatRequest] = {}
+
+        async def once(p: Provider, remaining: float
+                       ) -> tuple[list[Any], AsyncIterator[Any]]:
+            try:
+                return await self._open_once(p, reask.get(p.name, req), remaining)
+            except checks.InvalidOutput as e:
+                if isinstance(req, ChatRequest):
+                    reask.setdefault(p.name, checks.with_feedback(req, e.answer, e))
+                raise
+        return await self._attempts(plan, once)
 
     def _wait(self, n: int, e: GatewayError) -> float:
         if e.retry_after is not None:
