@@ -190,3 +190,41 @@ def test_one_unparseable_chunk_in_a_stream_that_completes_is_skipped(gateway, fa
     assert status == 200 and text == "echo: one two three" and last == b"data: [DONE]"
     provider = gateway.server.config.app.state.pipeline.registry.providers["gpt-fake"]
     assert provider.malformed_chunks >= 1
+
+
+@pytest.mark.slow
+def test_a_full_local_queue_sends_the_overflow_to_the_remote_member(fake_openai):
+    """max_queue: 0 lets one request generate and none wait; the others are answered
+    by the route group's remote member at once instead of queueing."""
+    import threading
+
+    from hybridgate.config.settings import parse_config
+    from tests.conftest import LOCAL, OPENAI_KEY, start_gateway
+
+    cfg = parse_config({
+        "ledger": {"enabled": False},
+        "routes": [{"name": "team", "weak": "local", "strong": "gpt", "threshold": 100.0}],
+        "models": [
+            {"name": "local", "provider": "local", "model": LOCAL, "n_ctx": 1024,
+             "n_threads": 2, "max_queue": 0},
+            {"name": "gpt", "provider": "openai", "base_url": fake_openai.url + "/v1",
+             "api_key": OPENAI_KEY, "model": "gpt-fake"}]})
+    gw = start_gateway(cfg)
+    served: list[str] = []
+
+    def ask() -> None:
+        r = requests.post(gw.v1 + "/chat/completions", timeout=60, json={
+            "model": "team", "max_tokens": 48, "temperature": 0,
+            "messages": [{"role": "user", "content": "Count from one to thirty."}]})
+        assert r.status_code == 200, r.text
+        served.append(r.headers["x-hybridgate-model"])
+
+    try:
+        threads = [threading.Thread(target=ask) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        gw.stop()
+    assert served.count("local") >= 1 and served.count("gpt") >= 1, served

@@ -86,6 +86,9 @@ class LocalModel(ModelCommon, kw_only=True, forbid_unknown_fields=True, tag="loc
     kv_cache_type: Literal["f16", "q8_0", "q4_0"] = "f16"
     flash_attn: bool | None = None  # default: on when the KV cache is quantized
     default_max_tokens: Annotated[int, Meta(ge=1)] = 1024
+    # requests that may wait behind the one being generated; one more is a 503
+    # (model_overloaded), which a route group or `fallbacks` answer elsewhere
+    max_queue: Annotated[int, Meta(ge=0)] | None = None
 
 
 class TransformersModel(ModelCommon, kw_only=True, forbid_unknown_fields=True,
@@ -101,6 +104,7 @@ class TransformersModel(ModelCommon, kw_only=True, forbid_unknown_fields=True,
     n_threads: Annotated[int, Meta(ge=1)] | None = None
     n_ctx: Annotated[int, Meta(ge=256)] = 8192
     default_max_tokens: Annotated[int, Meta(ge=1)] = 1024
+    max_queue: Annotated[int, Meta(ge=0)] | None = None  # as for `provider: local`
 
 
 class OpenAIModel(ModelCommon, kw_only=True, forbid_unknown_fields=True, tag="openai",

@@ -237,8 +237,11 @@ class Executor:
                             break  # asked twice: the fallbacks' turn
                         reasked = True
                         continue  # the model is up; ask it once more, with the error
-                    loading = name in self.registry.providers and \
-                        not self.registry.providers[name].ready
+                    # still loading, failed to load, or its queue is full: another
+                    # model now beats this one later
+                    loading = e.code == "model_overloaded" or (
+                        name in self.registry.providers
+                        and not self.registry.providers[name].ready)
                     if not loading:
                         breaker.record(False)
                     last = e

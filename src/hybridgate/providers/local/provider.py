@@ -14,8 +14,9 @@ import json
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,7 @@ class LocalProvider(Provider):
         self.cfg = cfg
         self.engine: Engine | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{cfg.name}")
+        self._in_flight = 0  # requests generating or waiting for the model thread
         entry = get_model(cfg.model)
         self.supports_chat = entry.chat if entry is not None else True
 
@@ -103,6 +105,50 @@ class LocalProvider(Provider):
     @property
     def ready(self) -> bool:
         return self.engine is not None
+
+    # ------------------------------------------------------------------ admission
+
+    @contextmanager
+    def _slot(self) -> Iterator[None]:
+        """One request's place: the one generating and ``max_queue`` waiting behind it;
+        past that, 503 ``model_overloaded`` at once (execute then tries elsewhere)."""
+        limit = self.cfg.max_queue
+        if limit is not None and self._in_flight > limit:
+            raise UpstreamUnavailable(
+                f"local model {self.name} is busy ({self._in_flight} requests ahead; "
+                f"max_queue {limit})", code="model_overloaded")
+        self._in_flight += 1
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+
+    async def chat(self, req: ChatRequest) -> ChatResponse:
+        with self._slot():
+            return await self._chat(req)
+
+    async def chat_stream(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
+        with self._slot():
+            inner = self._chat_stream(req)
+            try:
+                async for chunk in inner:
+                    yield chunk
+            finally:
+                await inner.aclose()  # now, so a client that left stops the model now
+
+    async def complete(self, req: CompletionRequest) -> CompletionResponse:
+        with self._slot():
+            return await self._complete(req)
+
+    async def complete_stream(self, req: CompletionRequest
+                              ) -> AsyncIterator[CompletionResponse]:
+        with self._slot():
+            inner = self._complete_stream(req)
+            try:
+                async for chunk in inner:
+                    yield chunk
+            finally:
+                await inner.aclose()
 
     def _engine(self) -> Engine:
         if self.engine is None:
@@ -251,7 +297,7 @@ class LocalProvider(Provider):
             raise UpstreamError(f"local model output does not match the json_schema: {msg}",
                                 code="invalid_model_output") from None
 
-    async def chat(self, req: ChatRequest) -> ChatResponse:
+    async def _chat(self, req: ChatRequest) -> ChatResponse:
         plan: _ChatPlan = await self._plan(lambda: self._plan_chat(req))
         result = await self._generate(plan.tokens, plan.params)
         content: str | None = result.text
@@ -271,7 +317,7 @@ class LocalProvider(Provider):
             choices=[Choice(index=0, message=msg, finish_reason=finish)],
             usage=Usage.of(result.prompt_tokens, result.completion_tokens, result.seconds))
 
-    async def chat_stream(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
+    async def _chat_stream(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
         plan: _ChatPlan = await self._plan(lambda: self._plan_chat(req))
         engine = self._engine()
         cid, created = new_id("chatcmpl"), now()
@@ -317,7 +363,7 @@ class LocalProvider(Provider):
 
     # ------------------------------------------------------------------ completions
 
-    async def complete(self, req: CompletionRequest) -> CompletionResponse:
+    async def _complete(self, req: CompletionRequest) -> CompletionResponse:
         tokens, params = await self._plan(lambda: self._plan_completion(req))
         result = await self._generate(tokens, params)
         return CompletionResponse(
@@ -326,7 +372,8 @@ class LocalProvider(Provider):
                                       finish_reason=result.finish_reason)],
             usage=Usage.of(result.prompt_tokens, result.completion_tokens, result.seconds))
 
-    async def complete_stream(self, req: CompletionRequest) -> AsyncIterator[CompletionResponse]:
+    async def _complete_stream(self, req: CompletionRequest
+                               ) -> AsyncIterator[CompletionResponse]:
         tokens, params = await self._plan(lambda: self._plan_completion(req))
         engine = self._engine()
         cid, created = new_id("cmpl"), now()
