@@ -23,6 +23,22 @@ def test_escape_and_segments_round_trip():
     assert pieces[-1][1] is True and pieces[-1][0].endswith("<|im_end|>\n")
 
 
+def test_a_large_control_vocabulary_scans_a_hostile_megabyte_quickly():
+    """Gemma-style vocabularies hold thousands of control tokens (<unusedN>): the escape
+    walks their prefix tree, so a megabyte of near-misses is one pass, not one pass per
+    token (a flat alternation took 25 s here)."""
+    import time
+
+    c = ControlText([f"<unused{i}>" for i in range(6000)] + ["<start_of_turn>", "<bos>"])
+    for text in ("<unused" * 150_000, "<" * 1_000_000, "<unused5999>" * 80_000):
+        t0 = time.perf_counter()
+        c.escape(text)
+        assert time.perf_counter() - t0 < 2.0
+    escaped = c.escape("a<unused12>b<unused1>c<start_of_turn>d<unused>")
+    assert [p for p, special in c.segments(escaped) if not special] == [
+        "<unused12>", "<unused1>", "<start_of_turn>"]
+
+
 @pytest.fixture(scope="module")
 def engine():
     from hybridgate.models.store import resolve_gguf

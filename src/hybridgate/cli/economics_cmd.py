@@ -17,6 +17,7 @@ from hybridgate.economics.costs import (
     defaults,
     load_hardware,
     monthly_self_hosted,
+    rates,
 )
 from hybridgate.ledger.prices import PriceBook
 
@@ -110,9 +111,8 @@ def economics(tokens_text: str | None, from_ledger: bool, model: str | None,
                      "break_even_tokens_month": be.break_even_tokens,
                      "utilization_needed": be.utilization_needed,
                      "capacity_tokens_month": be.capacity_tokens,
-                     "tokens_per_second": tokens_per_second or hw.tokens_per_second,
-                     "prefill_tokens_per_second": (prefill_tps or hw.prefill_tokens_per_second
-                                                   or tokens_per_second or hw.tokens_per_second),
+                     **dict(zip(("tokens_per_second", "prefill_tokens_per_second"),
+                                rates(hw, tokens_per_second, prefill_tps), strict=True)),
                      "pays": cost < api_month, "reference_model": hw.reference_model})
     if plot_out:
         _plot(plot_out, tokens, per_token, profiles, kwh, tokens_per_second, mode, model,

@@ -78,11 +78,18 @@ def _k(usd_per_kwh: float) -> float:
     return HOURS_PER_MONTH / 1000 * usd_per_kwh
 
 
+def rates(hw: Hardware, tokens_per_second: float | None = None,
+          prefill_tokens_per_second: float | None = None) -> tuple[float, float]:
+    """(decode, prefill) tokens/s: the overrides, else the profile's; a profile without
+    a prefill rate costs prompt tokens at the decode rate."""
+    decode = tokens_per_second or hw.tokens_per_second
+    return decode, prefill_tokens_per_second or hw.prefill_tokens_per_second or decode
+
+
 def blended_tps(hw: Hardware, input_share: float, tokens_per_second: float | None = None,
                 prefill_tokens_per_second: float | None = None) -> float:
     """Tokens/s for a mix with ``input_share`` prompt tokens: each kind at its own rate."""
-    decode = tokens_per_second or hw.tokens_per_second
-    prefill = prefill_tokens_per_second or hw.prefill_tokens_per_second or decode
+    decode, prefill = rates(hw, tokens_per_second, prefill_tokens_per_second)
     return 1.0 / (input_share / prefill + (1.0 - input_share) / decode)
 
 

@@ -1,6 +1,7 @@
 """Output checks: no malformed tool call or structured answer reaches a client.
 
-Run on every non-streamed chat answer, whatever provider wrote it. A tool call must name
+Run on every non-streamed chat answer, whatever provider wrote it, and on a stream's
+tool calls once the stream has finished them (held back until then). A tool call must name
 an offered function and carry a JSON object that validates against that function's
 ``parameters``; ``tool_choice: required`` or a named function must yield a call (to that
 function); a ``json_schema`` or ``json_object`` answer must parse and validate. What is
@@ -17,6 +18,7 @@ from typing import Any
 
 import json_repair
 import jsonschema
+import msgspec
 
 from hybridgate.core.errors import UpstreamError
 from hybridgate.core.schemas import validator
@@ -33,6 +35,12 @@ class InvalidOutput(UpstreamError):
 def offered(req: ChatRequest) -> dict[str, Any]:
     """The tools a model may call for this request, by name."""
     return {t.function.name: t for t in req.tools or []} if req.tool_choice != "none" else {}
+
+
+def _named(req: ChatRequest) -> str | None:
+    """The function ``tool_choice`` names, if it names one."""
+    choice = req.tool_choice
+    return None if choice is None or isinstance(choice, str) else choice.function.name
 
 
 def _parse(text: str) -> tuple[Any, bool]:
@@ -75,40 +83,51 @@ def check_call(call: ToolCall, tools: dict[str, Any]) -> None:
         call.function.arguments = json.dumps(args, ensure_ascii=False)
 
 
+def _check_calls(calls: list[ToolCall], tools: dict[str, Any], named: str | None) -> None:
+    for call in calls:
+        check_call(call, tools)
+        if named is not None and call.function.name != named:
+            raise InvalidOutput(f"tool_choice names '{named}' but the model called "
+                                f"'{call.function.name}'")
+
+
 def check_chat(req: ChatRequest, resp: ChatResponse) -> None:
-    """Raises InvalidOutput; repairs syntax in place."""
-    tools = offered(req)
-    choice_ = req.tool_choice
-    named = None if choice_ is None or isinstance(choice_, str) else choice_.function.name
-    must_call = bool(tools) and (choice_ == "required" or named is not None)
-    fmt = req.response_format
+    """Raises InvalidOutput (its ``answer`` set, for a re-ask); repairs syntax in place."""
+    tools, named = offered(req), _named(req)
+    must_call = bool(tools) and (req.tool_choice == "required" or named is not None)
     for choice in resp.choices:
-        msg = choice.message
-        calls = msg.tool_calls if isinstance(msg.tool_calls, list) else []
         if choice.finish_reason == "length":
             continue  # cut off at max_tokens, as asked: returned as it is (like OpenAI)
-        for call in calls:
-            check_call(call, tools)
-            if named is not None and call.function.name != named:
-                raise InvalidOutput(f"tool_choice names '{named}' but the model called "
-                                    f"'{call.function.name}'")
-        if must_call and not calls:
-            raise InvalidOutput("tool_choice requires a tool call and the model answered "
-                                "with text")
-        if calls or fmt is None or fmt.type == "text":
-            continue
+        msg = choice.message
+        calls = msg.tool_calls if isinstance(msg.tool_calls, list) else []
         try:
-            value, repaired = _parse(msg.content or "")
-        except ValueError:
-            raise InvalidOutput("the answer is not the JSON that response_format asks "
-                                "for") from None
-        if fmt.type == "json_object" and not isinstance(value, dict):
-            raise InvalidOutput("response_format json_object: the answer is not a JSON "
-                                "object")
-        if fmt.type == "json_schema" and fmt.json_schema is not None:
-            _check(value, fmt.json_schema.schema, "the answer")
-        if repaired:
-            msg.content = json.dumps(value, ensure_ascii=False)
+            _check_calls(calls, tools, named)
+            if must_call and not calls:
+                raise InvalidOutput("tool_choice requires a tool call and the model "
+                                    "answered with text")
+            if not calls:
+                _check_format(req, msg)
+        except InvalidOutput as e:
+            e.answer = said(msg.content, calls)
+            raise
+
+
+def _check_format(req: ChatRequest, msg: Any) -> None:
+    """A text answer against ``response_format`` (json_object / json_schema)."""
+    fmt = req.response_format
+    if fmt is None or fmt.type == "text":
+        return
+    try:
+        value, repaired = _parse(msg.content or "")
+    except ValueError:
+        raise InvalidOutput("the answer is not the JSON that response_format asks "
+                            "for") from None
+    if fmt.type == "json_object" and not isinstance(value, dict):
+        raise InvalidOutput("response_format json_object: the answer is not a JSON object")
+    if fmt.type == "json_schema" and fmt.json_schema is not None:
+        _check(value, fmt.json_schema.schema, "the answer")
+    if repaired:
+        msg.content = json.dumps(value, ensure_ascii=False)
 
 
 def check_stream_calls(req: ChatRequest, held: list[Any]) -> None:
@@ -117,37 +136,27 @@ def check_stream_calls(req: ChatRequest, held: list[Any]) -> None:
     repaired, the held deltas are rewritten so the client assembles the repaired
     arguments (the first delta of a call carries them all). Raises InvalidOutput, with
     the assembled calls as its ``answer``."""
-    tools = offered(req)
-    choice_ = req.tool_choice
-    named = None if choice_ is None or isinstance(choice_, str) else choice_.function.name
     parts: dict[tuple[int, int], list[Any]] = {}  # (choice, call) -> its deltas, in order
     for item in held:
         for chunk in item if isinstance(item, list) else (item,):
             for c in chunk.choices:
                 for d in c.delta.tool_calls or ():
                     parts.setdefault((c.index, d.index), []).append(d)
-    calls: list[ToolCall] = []
-    for deltas in parts.values():
-        name = next((d.function.name for d in deltas if d.function and d.function.name), "")
-        args = "".join(d.function.arguments or "" for d in deltas if d.function)
-        calls.append(ToolCall(id=next((d.id for d in deltas if d.id), ""),
-                              function=FunctionCall(name=name, arguments=args)))
+    calls = [ToolCall(id=next((d.id for d in deltas if d.id), ""), function=FunctionCall(
+        name=next((d.function.name for d in deltas if d.function and d.function.name), ""),
+        arguments="".join(d.function.arguments or "" for d in deltas if d.function)))
+        for deltas in parts.values()]
+    sent = [c.function.arguments for c in calls]
     try:
-        for call, deltas in zip(calls, parts.values(), strict=True):
-            args = call.function.arguments
-            check_call(call, tools)
-            if named is not None and call.function.name != named:
-                raise InvalidOutput(f"tool_choice names '{named}' but the model called "
-                                    f"'{call.function.name}'")
-            if call.function.arguments != args:
-                first = True
-                for d in deltas:
-                    if d.function is not None:
-                        d.function.arguments = call.function.arguments if first else ""
-                        first = False
+        _check_calls(calls, offered(req), _named(req))
     except InvalidOutput as e:
         e.answer = said(None, calls)
         raise
+    for call, before, deltas in zip(calls, sent, parts.values(), strict=True):
+        if call.function.arguments != before:  # repaired: the first delta carries it all
+            with_args = [d for d in deltas if d.function is not None]
+            for i, d in enumerate(with_args):
+                d.function.arguments = call.function.arguments if i == 0 else ""
 
 
 def said(content: str | None, calls: list[ToolCall] | None) -> str:
@@ -157,13 +166,11 @@ def said(content: str | None, calls: list[ToolCall] | None) -> str:
     return out.strip()
 
 
-def with_feedback(req: ChatRequest, answer: str, error: InvalidOutput) -> ChatRequest:
-    """The request once more, with the model's invalid answer and what was wrong with
-    it, so the model can correct itself (one re-ask)."""
-    import msgspec
-
+def with_feedback(req: ChatRequest, error: InvalidOutput) -> ChatRequest:
+    """The request once more, with the model's invalid answer (``error.answer``) and
+    what was wrong with it, so the model can correct itself (one re-ask)."""
     fix = Message(role="user", content=f"That answer was invalid: {error.message}. "
                   "Answer again, correctly.")
     return msgspec.structs.replace(
         req, messages=[*req.messages, Message(role="assistant",
-                                              content=answer or "(no answer)"), fix])
+                                              content=error.answer or "(no answer)"), fix])

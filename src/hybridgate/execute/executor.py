@@ -46,6 +46,9 @@ T = TypeVar("T")
 
 _CONTEXT_MARKERS = ("context length", "context_length", "maximum context", "too long",
                     "context window")
+# A model that cannot serve right now (not loaded, failed to load, its queue full): the
+# next candidate is tried at once, with no retry and no mark against its breaker.
+_UNAVAILABLE_NOW = frozenset({"model_not_ready", "model_overloaded"})
 
 
 @dataclass(slots=True)
@@ -100,9 +103,6 @@ class Executor:
         self.backoff = config.server.retry_backoff
         self.backoff_max = config.server.retry_backoff_max
 
-    def provider(self, model: str) -> Provider:
-        return self.registry.get(model)
-
     # ------------------------------------------------------------------ one attempt
 
     @staticmethod
@@ -146,43 +146,21 @@ class Executor:
     # ------------------------------------------------------------------ the loop
 
     async def call(self, plan: Plan, req: Request) -> tuple[Provider, Any]:
-        """A whole, valid answer from the first candidate that gives one. A chat answer
-        goes through the output checks; an invalid one is asked again once, on the same
-        model, with the validation error (``checks.with_feedback``)."""
-        reask: dict[str, Request] = {}  # model -> the request with the feedback
-
-        async def once(p: Provider, remaining: float) -> Any:
-            r = reask.get(p.name, req)
+        """A whole, valid answer from the first candidate that gives one (a chat answer
+        goes through the output checks)."""
+        async def once(p: Provider, r: Any, remaining: float) -> Any:
             resp = await asyncio.wait_for(self._call_once(p, r), remaining)
             if isinstance(req, ChatRequest):
-                try:
-                    checks.check_chat(req, resp)
-                except checks.InvalidOutput as e:
-                    msg = resp.choices[0].message if resp.choices else None
-                    calls = msg.tool_calls if msg and isinstance(msg.tool_calls, list) else None
-                    answer = checks.said(msg.content if msg else None, calls)
-                    reask.setdefault(p.name, checks.with_feedback(req, answer, e))
-                    raise
+                checks.check_chat(req, resp)
             return resp
-        return await self._attempts(plan, once)
+        return await self._attempts(plan, req, once)
 
     async def stream(self, plan: Plan, req: ChatRequest | CompletionRequest
                      ) -> tuple[Provider, tuple[list[Any], AsyncIterator[Any]]]:
         """A stream from the first candidate that starts producing output: the items
         read so far (held back until there was output) and the rest of the stream.
-        Tool calls are held until the stream has finished them, and checked; invalid
-        ones are asked again once, as a non-streamed answer's are."""
-        reask: dict[str, ChatRequest] = {}
-
-        async def once(p: Provider, remaining: float
-                       ) -> tuple[list[Any], AsyncIterator[Any]]:
-            try:
-                return await self._open_once(p, reask.get(p.name, req), remaining)
-            except checks.InvalidOutput as e:
-                if isinstance(req, ChatRequest):
-                    reask.setdefault(p.name, checks.with_feedback(req, e.answer, e))
-                raise
-        return await self._attempts(plan, once)
+        Tool calls are held until the stream has finished them, and checked."""
+        return await self._attempts(plan, req, self._open_once)
 
     def _wait(self, n: int, e: GatewayError) -> float:
         if e.retry_after is not None:
@@ -190,8 +168,12 @@ class Executor:
         base = min(self.backoff_max, self.backoff * 2 ** n)
         return base * (0.5 + random.random() / 2)  # jitter: no thundering herd
 
-    async def _attempts(self, plan: Plan,
-                        once: Callable[[Provider, float], Awaitable[T]]) -> tuple[Provider, T]:
+    async def _attempts(self, plan: Plan, req: Any,
+                        once: Callable[[Provider, Any, float], Awaitable[T]]
+                        ) -> tuple[Provider, T]:
+        """``once(provider, request, seconds left)`` over the candidates until one
+        succeeds. An invalid answer (``checks.InvalidOutput``) is asked again once on the
+        same model, the request carrying the answer and the validation error."""
         queue = list(plan.candidates)
         tried: set[str] = set()
         last: GatewayError | None = None
@@ -201,7 +183,7 @@ class Executor:
                 continue
             tried.add(name)
             cfg, breaker = self.models[name], self.breakers[name]
-            n, reasked = 0, False
+            n, current = 0, req  # retries so far; the request as this model gets it
             while True:
                 remaining = plan.deadline - time.monotonic()
                 if remaining <= 0:
@@ -214,7 +196,7 @@ class Executor:
                 t0 = time.perf_counter()
                 try:
                     provider = self.registry.get(name)
-                    result = await once(provider, remaining)
+                    result = await once(provider, current, remaining)
                 except TimeoutError:  # the deadline passed during the attempt
                     breaker.record(False)
                     plan.attempts.append(Attempt(name, 504, "deadline passed",
@@ -230,22 +212,17 @@ class Executor:
                         break
                     if isinstance(e, InvalidRequest):
                         raise  # the client's own mistake: no other model will take it
+                    last = e
                     if isinstance(e, checks.InvalidOutput):
                         breaker.record(True)  # the model is up; its answer was not usable
-                        last = e
-                        if reasked:
+                        if current is not req:
                             break  # asked twice: the fallbacks' turn
-                        reasked = True
-                        continue  # the model is up; ask it once more, with the error
-                    # still loading, failed to load, or its queue is full: another
-                    # model now beats this one later
-                    loading = e.code == "model_overloaded" or (
-                        name in self.registry.providers
-                        and not self.registry.providers[name].ready)
-                    if not loading:
-                        breaker.record(False)
-                    last = e
-                    if loading or n >= cfg.num_retries or not self._retryable(e, cfg.retry_on):
+                        current = checks.with_feedback(req, e)
+                        continue
+                    if e.code in _UNAVAILABLE_NOW:
+                        break
+                    breaker.record(False)
+                    if n >= cfg.num_retries or not self._retryable(e, cfg.retry_on):
                         break
                     wait = self._wait(n, e)
                     n += 1

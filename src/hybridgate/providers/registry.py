@@ -103,5 +103,5 @@ class Registry:
             why = self.load_errors.get(name)
             raise UpstreamUnavailable(
                 f"model '{name}' failed to load: {why}" if why else
-                f"model '{name}' is still loading; retry shortly")
+                f"model '{name}' is still loading; retry shortly", code="model_not_ready")
         return p

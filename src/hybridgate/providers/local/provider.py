@@ -123,32 +123,29 @@ class LocalProvider(Provider):
         finally:
             self._in_flight -= 1
 
+    async def _in_slot(self, stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        """``stream`` while holding a slot; closed at once when the client leaves, so
+        the model stops at the next token."""
+        with self._slot():
+            try:
+                async for item in stream:
+                    yield item
+            finally:
+                await stream.aclose()  # type: ignore[attr-defined]
+
     async def chat(self, req: ChatRequest) -> ChatResponse:
         with self._slot():
             return await self._chat(req)
 
-    async def chat_stream(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
-        with self._slot():
-            inner = self._chat_stream(req)
-            try:
-                async for chunk in inner:
-                    yield chunk
-            finally:
-                await inner.aclose()  # now, so a client that left stops the model now
+    def chat_stream(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
+        return self._in_slot(self._chat_stream(req))
 
     async def complete(self, req: CompletionRequest) -> CompletionResponse:
         with self._slot():
             return await self._complete(req)
 
-    async def complete_stream(self, req: CompletionRequest
-                              ) -> AsyncIterator[CompletionResponse]:
-        with self._slot():
-            inner = self._complete_stream(req)
-            try:
-                async for chunk in inner:
-                    yield chunk
-            finally:
-                await inner.aclose()
+    def complete_stream(self, req: CompletionRequest) -> AsyncIterator[CompletionResponse]:
+        return self._in_slot(self._complete_stream(req))
 
     def _engine(self) -> Engine:
         if self.engine is None:
