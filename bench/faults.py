@@ -3,13 +3,15 @@
 The fake OpenAI upstream (tests/fakes) fails on cue; the gateway runs in its own process
 with a temporary HYBRIDGATE_HOME and the SQLite ledger on. Models: `primary` (2 retries,
 falls back to `backup`, ttft_timeout 1 s, timeout 2 s between bytes) and `backup` (the
-same fake, healthy); `short` moves a prompt that is too long to `backup`. Each row says
-what the client must see; `ok` is whether it did.
+same fake, healthy; also its `content_policy_fallbacks`; idle_timeout 1 s between
+chunks); `short` moves a prompt that is too long to `backup`. Each row says what the
+client must see (and, where it matters, within how many seconds); `ok` is whether it did.
 
     python bench/faults.py
     python bench/faults.py --load 60   # and 100 in flight for 60 s, 30% of the primary's
                                        # requests failing (500, 503, 429, reset); the
                                        # backup healthy: success rate and latency
+    python bench/faults.py --outage 60 # the primary down for 60 s, then back
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import logging
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -50,8 +53,8 @@ def config(url: str, ledger: Path) -> str:
             "breaker: {enabled: false}\n"
             "models:\n"
             "  - name: primary\n    provider: openai\n" + common +
-            "    timeout: 2\n    ttft_timeout: 1\n    num_retries: 2\n"
-            "    fallbacks: [backup]\n"
+            "    timeout: 2\n    ttft_timeout: 1\n    idle_timeout: 1\n    num_retries: 2\n"
+            "    fallbacks: [backup]\n    content_policy_fallbacks: [backup]\n"
             "  - name: backup\n    provider: openai\n" + common + "    num_retries: 0\n"
             "  - name: short\n    provider: openai\n" + common + "    num_retries: 0\n"
             "    context_window_fallbacks: [backup]\n")
@@ -102,20 +105,30 @@ SCENARIOS = [
      {"status": 400, "attempts": "1"}),
     ("usage across a failover", [Fault(status=503)] * 3, "primary", True,
      {"status": 200, "done": True, "usage": 7}),
+    ("stream stalled mid-way (> idle_timeout)", [Fault(stall_at=3, stall=4)], "primary", True,
+     {"status": 200, "done": False, "max_s": 2.5}),
+    ("a malformed chunk", [Fault(bad_chunk_at=2)], "primary", True,
+     {"status": 200, "done": True, "attempts": "1"}),
+    ("a missing [DONE]", [Fault(no_done=True)], "primary", True,
+     {"status": 200, "done": True, "attempts": "1"}),
+    ("content filter", [Fault(status=400, code="content_filter", message=(
+        "The response was filtered due to the prompt triggering Azure OpenAI's content "
+        "management policy."))], "primary", False,
+     {"status": 200, "model": "backup", "attempts": "2"}),
 ]
 
 
-def load(seconds: int) -> None:
-    """100 in flight against `primary` (30% of its upstream requests fail), `backup` on a
-    second, healthy fake upstream."""
+@contextmanager
+def two_upstreams(name: str, breaker: str = ""):
+    """A gateway whose `primary` (one retry, then `backup`) is on one fake upstream and
+    `backup` on a second, healthy one: yields (flaky fake, gateway base URL)."""
     flaky, healthy = FakeOpenAI().start(), FakeOpenAI().start()
     flaky.api_key = healthy.api_key = KEY
-    flaky.fail_rate = 0.3
-    home = Path(tempfile.mkdtemp(prefix="hg-faults-load-"))
-    cfg = home / "load.yaml"
+    home = Path(tempfile.mkdtemp(prefix=f"hg-faults-{name}-"))
+    cfg = home / f"{name}.yaml"
     common = f"    api_key: {KEY}\n    model: gpt-fake\n"
     cfg.write_text(f"ledger: {{url: 'sqlite:///{home / 'ledger.db'}'}}\n"
-                   "server: {retry_backoff: 0.05}\n"
+                   "server: {retry_backoff: 0.05}\n" + breaker +
                    "models:\n"
                    f"  - name: primary\n    provider: openai\n    base_url: {flaky.url}/v1\n"
                    + common + "    num_retries: 1\n    fallbacks: [backup]\n"
@@ -125,7 +138,19 @@ def load(seconds: int) -> None:
     proc = start_gateway(cfg, port, {"HYBRIDGATE_HOME": str(home)})
     try:
         wait_http(f"http://127.0.0.1:{port}/readyz")
-        r = run_wrk(f"http://127.0.0.1:{port}/v1/chat/completions", 100, seconds,
+        yield flaky, f"http://127.0.0.1:{port}"
+    finally:
+        stop_all([proc])
+        flaky.stop()
+        healthy.stop()
+
+
+def load(seconds: int) -> None:
+    """100 in flight against `primary` (30% of its upstream requests fail), `backup` on a
+    second, healthy fake upstream."""
+    with two_upstreams("load") as (flaky, base):
+        flaky.fail_rate = 0.3
+        r = run_wrk(base + "/v1/chat/completions", 100, seconds,
                     wrk_script(False, model="primary"))
         total = r["rps"] * seconds
         print(f"\n100 in flight for {seconds} s, primary failing 30% (500/503/429/reset), "
@@ -133,10 +158,38 @@ def load(seconds: int) -> None:
               f"{r['p99']:.1f} ms, non-2xx {r['errors']:.0f} of ~{total:.0f} "
               f"({100 * (1 - r['errors'] / max(total, 1)):.3f}% success), socket errors: "
               f"{'yes' if r['socket_errors'] else 'none'}")
-    finally:
-        stop_all([proc])
-        flaky.stop()
-        healthy.stop()
+
+
+def outage(seconds: int) -> None:
+    """The primary's upstream answers 503 for ``seconds``, then recovers; 20 requests/s
+    all along. The breaker (min 10 requests, ratio 0.5, 10 s cooldown) should open within
+    the first second, leave the dead upstream alone but for one probe per cooldown, and
+    let traffic back within a cooldown of the recovery."""
+    breaker = "breaker: {min_requests: 10, failure_ratio: 0.5, window: 10, cooldown: 10}\n"
+    with two_upstreams("outage", breaker) as (flaky, base):
+        flaky.default_fault = Fault(status=503)
+        t0 = time.perf_counter()
+        ok = total = hits_during = 0
+        back_at = None  # when the primary served again after the recovery
+        while True:
+            now = time.perf_counter() - t0
+            if now >= seconds and flaky.default_fault.status is not None:
+                hits_during = len(flaky.requests)
+                flaky.default_fault = Fault()
+            if now >= seconds + 30:
+                break
+            got = call(base, "primary", False)
+            total += 1
+            ok += got["status"] == 200
+            if now >= seconds and back_at is None and got["model"] == "primary":
+                back_at = now - seconds
+            time.sleep(0.05)
+        print(f"\nprimary down {seconds} s, then back (20 req/s, breaker cooldown 10 s):\n"
+              f"  {ok} of {total} requests answered 200 ({100 * ok / total:.2f}%)\n"
+              f"  requests that reached the dead upstream during the outage: {hits_during} "
+              f"(of ~{20 * seconds} sent)\n"
+              + (f"  the primary served again {back_at:.1f} s after it recovered"
+                 if back_at is not None else "  the primary never served again"))
 
 
 def main() -> None:
@@ -144,6 +197,9 @@ def main() -> None:
     logging.getLogger("aiohttp").setLevel(logging.CRITICAL)
     if "--load" in sys.argv:
         load(int(sys.argv[sys.argv.index("--load") + 1]))
+        return
+    if "--outage" in sys.argv:
+        outage(int(sys.argv[sys.argv.index("--outage") + 1]))
         return
     fake = FakeOpenAI().start()
     fake.api_key = KEY
@@ -155,7 +211,7 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(base + "/readyz")
-        print(f"\n{'scenario':<36} | {'ok':<3} | status | served by | tries | [DONE] | "
+        print(f"\n{'scenario':<40} | {'ok':<3} | status | served by | tries | [DONE] | "
               f"seconds")
         print("-" * 88)
         failed = 0
@@ -163,10 +219,11 @@ def main() -> None:
             fake.reset()
             fake.faults.extend(faults)
             got = call(base, model, stream)
-            ok = all(got.get(k) == v for k, v in want.items())
+            ok = all(got.get(k) == v for k, v in want.items() if k != "max_s")
+            ok = ok and got["s"] <= want.get("max_s", 30)
             failed += not ok
             done = "-" if got["done"] is None else ("yes" if got["done"] else "no")
-            print(f"{name:<36} | {'yes' if ok else 'NO':<3} | {got['status']:>6} | "
+            print(f"{name:<40} | {'yes' if ok else 'NO':<3} | {got['status']:>6} | "
                   f"{got['model']:<9} | {got['attempts']:>5} | {done:>6} | {got['s']:7.2f}")
         print(f"\n{len(SCENARIOS) - failed} of {len(SCENARIOS)} scenarios as expected")
     finally:

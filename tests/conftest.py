@@ -112,6 +112,11 @@ prices:
   - {{id: gpt-fake, input: 1.0, cached_input: 0.5, output: 2.0}}
 routes:
   - {{name: smart, weak: {LOCAL}, strong: gpt-fake, threshold: 0.0}}
+  # cascades: every weak answer is below 0 (escalated) / above -1e9 (kept)
+  - {{name: cascade-up, weak: {LOCAL}, strong: gpt-fake, cascade: true, cascade_threshold: 0.0}}
+  - {{name: cascade-keep, weak: {LOCAL}, strong: gpt-fake, cascade: true,
+      cascade_threshold: -1000000000.0}}
+  - {{name: cascade-down, weak: {LOCAL}, strong: down, cascade: true, cascade_threshold: 0.0}}
 models:
   - {{name: {LOCAL}, provider: local, model: {LOCAL}, n_ctx: 2048, n_threads: 2}}
   - {{name: all-MiniLM-L6-v2, provider: sentence_transformers}}
@@ -143,6 +148,14 @@ models:
     num_retries: 0
     ttft_timeout: 0.3
     fallbacks: [gpt-fake]
+  - name: gpt-guarded
+    provider: openai
+    base_url: {fake_openai.url}/v1
+    api_key: ${{TEST_OPENAI_KEY}}
+    model: gpt-fake
+    num_retries: 2
+    idle_timeout: 0.3
+    content_policy_fallbacks: [claude-fake]
   - name: gpt-with-fallback
     provider: openai
     base_url: http://127.0.0.1:9/v1

@@ -73,6 +73,7 @@ class Outcome:
     priced: bool = False  # non-streamed: a cost was computed
     estimated: bool = False  # the tokens are estimated (the upstream sent no usage)
     attempts: int = 1
+    confidence: float | None = None  # a local model's mean token log-probability
 
 
 def _prompt_chars(req: Request) -> int:
@@ -111,6 +112,7 @@ class Pipeline:
         await self.registry.start()
 
     async def close(self) -> None:
+        await self.execute.close()
         await self.registry.close()
         await self.recorder.close()
 
@@ -133,7 +135,8 @@ class Pipeline:
             self.recorder.check()
             choice = await self._route(call)
             route = self._note_route(t, choice)
-            plan = Plan(choice.candidates, choice.context, self._deadline(call, choice))
+            plan = Plan(choice.candidates, choice.context, self._deadline(call, choice),
+                        policy=choice.policy, cascade=self._cascade(choice))
             t.attempts = plan.attempts
             out = Outcome(t.id, choice.model, route)
             if stream:
@@ -176,6 +179,13 @@ class Pipeline:
                                            who.allowed)
         return self.routes.choose(req, call.local_only, who.allowed)
 
+    def _cascade(self, choice: Choice) -> Any:
+        """A cascade's escalation rule, when the router left the request to one."""
+        if choice.group is None or choice.decision is None or \
+                choice.decision.reason != "cascade":
+            return None
+        return self.execute.cascades.get(choice.group.name)
+
     def _deadline(self, call: Call, choice: Choice) -> float:
         """When the request must have its answer (started, for a stream): the server's
         deadline, shortened by the chosen model's and the client's."""
@@ -201,8 +211,10 @@ class Pipeline:
         fallback answered instead of the member the router chose."""
         t.served_by(provider.name, provider.kind)
         if out.route is not None and provider.name != out.model:
-            out.route += f"; fallback={provider.name}"
+            how = "escalated" if plan.cascade is not None else "fallback"
+            out.route += f"; {how}={provider.name}"
         out.model, out.attempts = provider.name, len(plan.attempts)
+        out.confidence = plan.confidence
 
     @staticmethod
     def _record_answer(t: Tracker, out: Outcome, req: Request) -> None:

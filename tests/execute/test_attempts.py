@@ -228,3 +228,58 @@ def test_a_full_local_queue_sends_the_overflow_to_the_remote_member(fake_openai)
     finally:
         gw.stop()
     assert served.count("local") >= 1 and served.count("gpt") >= 1, served
+
+
+POLICY = Fault(status=400, code="content_filter",
+               message="The response was filtered due to the prompt triggering Azure "
+                       "OpenAI's content management policy.")
+
+
+def test_a_content_policy_refusal_is_not_retried_and_reaches_the_client(gateway, fake_openai):
+    """gpt-retry retries 5xx twice; a refusal is asked once and returned as it is."""
+    fake_openai.faults.append(POLICY)
+    r = post(gateway, "gpt-retry")
+    assert r.status_code == 400 and len(fake_openai.requests) == 1
+    err = r.json()["error"]
+    assert err["code"] == "content_filter" and "content management policy" in err["message"]
+
+
+def test_a_refusal_goes_to_the_content_policy_fallbacks(gateway, fake_openai,
+                                                        fake_anthropic, ledger_path):
+    fake_openai.faults.append(POLICY)
+    r = post(gateway, "gpt-guarded")
+    assert r.status_code == 200, r.text
+    assert r.headers["x-hybridgate-model"] == "claude-fake"
+    assert len(fake_openai.requests) == 1  # never the refusing model again
+    n, steps = attempts_of(ledger_path, r.headers["x-request-id"])
+    assert n == 2 and [s["status"] for s in steps] == [400, 200]
+
+
+def test_a_stream_stalled_past_its_idle_timeout_ends_with_an_error_event(gateway,
+                                                                         fake_openai):
+    """Output, then 3 s of silence against idle_timeout 0.3: the stream fails (an error
+    event, no [DONE]) long before the upstream would have gone on."""
+    fake_openai.faults.append(Fault(stall_at=3, stall=3))
+    t0 = time.perf_counter()
+    with requests.post(gateway.v1 + "/chat/completions", stream=True, timeout=30, json={
+            "model": "gpt-guarded", "messages": MSG, "stream": True}) as r:
+        assert r.status_code == 200
+        lines = [x for x in r.iter_lines() if x]
+    took = time.perf_counter() - t0
+    assert lines[-1].startswith(b'data: {"error"') and b"idle_timeout" in lines[-1]
+    assert b"data: [DONE]" not in lines and took < 1.5
+
+
+@pytest.mark.parametrize("body, policy", [
+    (b'{"error": {"message": "filtered", "code": "content_filter"}}', True),
+    (b'{"error": {"message": "x", "type": "invalid_request_error", '
+     b'"code": "content_policy_violation"}}', True),
+    (b'{"error": {"message": "Your request was rejected as a result of our safety '
+     b'system."}}', True),
+    (b'{"error": {"message": "Invalid value for temperature", "code": null}}', False),
+])
+def test_content_policy_refusals_are_told_apart_from_other_400s(body, policy):
+    from hybridgate.providers.http import status_error
+
+    e = status_error("x", 400, body)
+    assert e.status == 400 and (e.code == "content_filter") == policy

@@ -4,7 +4,7 @@ success."""
 from __future__ import annotations
 
 from hybridgate.config.settings import BreakerConfig
-from hybridgate.execute.breaker import Breaker
+from hybridgate.execute.breaker import PROBE, Breaker
 
 CFG = BreakerConfig(failure_ratio=0.5, window=10, min_requests=4, cooldown=5)
 
@@ -12,39 +12,41 @@ CFG = BreakerConfig(failure_ratio=0.5, window=10, min_requests=4, cooldown=5)
 def test_opens_at_the_failure_ratio_once_enough_requests_were_seen():
     b = Breaker(CFG)
     for t, ok in enumerate([False, False, True]):
-        b.record(ok, now=t)
-    assert b.allow(now=3) and b.state == "closed"  # 3 < min_requests
-    b.record(False, now=3)  # 3 of 4 failed
-    assert b.state == "open" and not b.allow(now=4)
+        b.note(ok, now=t)
+    assert b.ticket(now=3) and b.state == "closed"  # 3 < min_requests
+    b.note(False, now=3)  # 3 of 4 failed
+    assert b.state == "open" and not b.ticket(now=4)
 
 
 def test_old_outcomes_leave_the_window():
     b = Breaker(CFG)
     for t in range(3):
-        b.record(False, now=t)
+        b.note(False, now=t)
     for t in range(20, 24):
-        b.record(True, now=t)
+        b.note(True, now=t)
     assert b.state == "closed"
 
 
 def test_half_open_probe_closes_or_reopens():
     b = Breaker(CFG)
     for t in range(4):
-        b.record(False, now=t)
-    assert not b.allow(now=5)
-    assert b.allow(now=9)  # cooldown passed: one probe
-    assert not b.allow(now=9)  # and only one
-    b.record(False, now=9)
-    assert b.state == "open" and not b.allow(now=12)
-    assert b.allow(now=14)
-    b.record(True, now=14)
-    assert b.state == "closed" and b.allow(now=14)
+        b.note(False, now=t)
+    assert not b.ticket(now=5)
+    assert b.ticket(now=9) == PROBE  # cooldown passed: one probe
+    assert not b.ticket(now=9)  # and only one
+    b.note(True, now=9)  # a request from before it opened does not decide
+    assert b.state == "half-open"
+    b.note(False, PROBE, now=9)
+    assert b.state == "open" and not b.ticket(now=12)
+    assert b.ticket(now=14) == PROBE
+    b.note(True, PROBE, now=14)
+    assert b.state == "closed" and b.ticket(now=14)
 
 
 def test_disabled_never_opens():
     b = Breaker(BreakerConfig(enabled=False, min_requests=1))
-    b.record(False, now=0)
-    assert b.allow(now=0)
+    b.note(False, now=0)
+    assert b.ticket(now=0)
 
 
 def test_an_open_breaker_skips_the_model_at_once(tmp_path, fake_openai):

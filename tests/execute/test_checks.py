@@ -9,7 +9,7 @@ import msgspec
 import pytest
 import requests
 
-from hybridgate.core.types import ChatRequest, ChatResponse
+from hybridgate.core.types import ChatChunk, ChatRequest, ChatResponse
 from hybridgate.execute.checks import InvalidOutput, check_chat
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
@@ -124,3 +124,57 @@ def test_a_streamed_call_with_broken_syntax_is_repaired(gateway, fake_openai):
     fake_openai.tool_arguments = "{'city': 'Paris',}"
     status, attempts, args, last = _streamed_call(gateway)
     assert status == 200 and attempts == "1" and json.loads(args) == {"city": "Paris"}
+
+
+CITY = {"type": "json_schema", "json_schema": {"name": "city", "schema": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
+    "additionalProperties": False}}}
+
+
+def _streamed_text(gateway, **body):
+    with requests.post(gateway.v1 + "/chat/completions", stream=True, json={
+            "model": "gpt-fake", "stream": True,
+            "messages": [{"role": "user", "content": "where?"}], **body}) as r:
+        lines = [x for x in r.iter_lines() if x]
+        attempts = r.headers.get("x-hybridgate-attempts")
+    text = "".join(json.loads(x[6:])["choices"][0]["delta"].get("content") or ""
+                   for x in lines[:-1] if json.loads(x[6:]).get("choices"))
+    return r.status_code, attempts, text, lines[-1]
+
+
+def test_a_streamed_json_schema_answer_is_held_and_repaired(gateway, fake_openai):
+    fake_openai.content = ["{'city': 'Paris', }"]  # several deltas, single quotes, a comma
+    status, attempts, text, last = _streamed_text(gateway, response_format=CITY)
+    assert status == 200 and attempts == "1" and last == b"data: [DONE]"
+    assert json.loads(text) == {"city": "Paris"}
+
+
+def test_a_streamed_answer_off_its_schema_is_asked_again(gateway, fake_openai):
+    fake_openai.content = ['{"town": "Paris"}', '{"city": "Paris"}']
+    status, attempts, text, last = _streamed_text(gateway, response_format=CITY)
+    assert status == 200 and attempts == "2" and json.loads(text) == {"city": "Paris"}
+    assert "town" in fake_openai.requests[1]["body"]["messages"][-1]["content"]
+
+
+def test_a_streamed_answer_never_valid_is_a_clear_error_before_any_byte(gateway, fake_openai):
+    fake_openai.content = ["I cannot answer in JSON, sorry."]
+    r = requests.post(gateway.v1 + "/chat/completions", json={
+        "model": "gpt-fake", "stream": True, "response_format": CITY,
+        "messages": [{"role": "user", "content": "where?"}]})
+    assert r.status_code == 502 and r.json()["error"]["code"] == "invalid_model_output"
+
+
+def test_a_held_stream_that_must_call_but_answers_in_text_is_invalid():
+    from hybridgate.execute.checks import ALL, check_stream, hold
+
+    def chunk(delta, finish=None):
+        return msgspec.convert({"id": "c", "created": 0, "model": "m", "choices": [
+            {"index": 0, "delta": delta, "finish_reason": finish}]}, ChatChunk)
+
+    r = req(tools=[WEATHER], tool_choice="required")
+    assert hold(r) == ALL
+    held = [chunk({"role": "assistant", "content": ""}), chunk({"content": "no "}),
+            chunk({"content": "call"}), chunk({}, "stop")]
+    with pytest.raises(InvalidOutput, match="requires a tool call") as e:
+        check_stream(r, held)
+    assert e.value.answer == "no call"

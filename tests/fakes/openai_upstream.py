@@ -44,6 +44,9 @@ class FakeOpenAI(FakeServer):
         self.tool_arguments: str | list[str] = TOOL_ARGUMENTS
         self.usage_override: dict[str, Any] | None = None  # a fixed usage for cost tests
         self.omit_usage = False  # act like an upstream that never reports usage
+        # the answer's text instead of "echo: ...": one per request, in order (the last
+        # one repeats), like tool_arguments
+        self.content: list[str] | None = None
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self.chat)
@@ -87,6 +90,8 @@ class FakeOpenAI(FakeServer):
                 args = args.pop(0) if len(args) > 1 else args[0]
             return "", {"id": "call_fake1", "type": "function",
                         "function": {"name": name, "arguments": args}}
+        if self.content:
+            return (self.content.pop(0) if len(self.content) > 1 else self.content[0]), None
         return f"echo: {text}", None
 
     async def chat(self, request: web.Request) -> web.StreamResponse:

@@ -26,8 +26,11 @@ class Fault:
     garbage: bool = False              # answer 200 with a body that is not JSON
     headers: dict[str, str] = field(default_factory=dict)
     message: str | None = None         # the error body's message (with ``status``)
+    code: str | None = None            # the error body's code (with ``status``)
     no_done: bool = False              # stream: everything but the final [DONE]
     bad_chunk_at: int | None = None    # stream: an unparseable event at this position
+    stall_at: int | None = None        # stream: before this event, go silent for `stall` s
+    stall: float = 0.0
 
 
 class FakeServer:
@@ -105,6 +108,7 @@ class FakeServer:
         if hasattr(self, "tool_arguments"):
             from tests.fakes.openai_upstream import TOOL_ARGUMENTS
             self.tool_arguments = TOOL_ARGUMENTS
+            self.content = None
         self.requests.clear()
         self.faults.clear()
         self.default_fault = Fault()
@@ -121,9 +125,10 @@ class FakeServer:
             request.transport.close()
             return web.Response(status=500)  # never reaches the client
         if fault.status is not None:
-            if fault.message is not None:
-                error_body = {**error_body,
-                              "error": {**error_body["error"], "message": fault.message}}
+            if fault.message is not None or fault.code is not None:
+                error_body = {**error_body, "error": {
+                    **error_body["error"], "message": fault.message or "refused",
+                    "code": fault.code}}
             return web.json_response(error_body, status=fault.status, headers=fault.headers)
         if fault.garbage:
             return web.Response(body=b"<html>not json", content_type="text/html")
@@ -141,6 +146,8 @@ async def write_events(resp: web.StreamResponse, events: list[bytes], fault: Fau
     for i, frame in enumerate(events):
         if fault.truncate_after is not None and i >= fault.truncate_after:
             return True
+        if fault.stall_at == i:
+            await asyncio.sleep(fault.stall)
         try:
             await resp.write(frame)
         except (ConnectionResetError, RuntimeError):

@@ -44,6 +44,8 @@ def _headers(out: Outcome) -> dict[str, str]:
          "x-hybridgate-attempts": str(out.attempts)}
     if out.route is not None:
         h["x-hybridgate-route"] = out.route
+    if out.confidence is not None:
+        h["x-hybridgate-confidence"] = f"{out.confidence:.4f}"
     if out.priced:
         h["x-hybridgate-cost"] = _cost_header(out.cost)
     if out.estimated:

@@ -68,10 +68,19 @@ class ModelCommon(Struct, kw_only=True, forbid_unknown_fields=True):
     retry_on: list[int] = field(default_factory=lambda: list(RETRY_ON))
     fallbacks: list[str] = field(default_factory=list)  # tried in order after this one
     context_window_fallbacks: list[str] = field(default_factory=list)  # prompt too long
+    # an upstream's content-policy refusal is never retried on the same model; these may
+    # take it (none: the client gets the refusal, a 400 with code content_filter)
+    content_policy_fallbacks: list[str] = field(default_factory=list)
     deadline: Annotated[float, Meta(gt=0)] | None = None  # s, all attempts (server's too)
     # s from the request to a stream's first output; past it, the attempt has failed
     # (retried, or the next fallback). Between chunks, `timeout` bounds remote streams.
     ttft_timeout: Annotated[float, Meta(gt=0)] | None = None
+    # s between a stream's chunks once it has started (local streams included); past it
+    # the stream ends with an error event, never a clean end
+    idle_timeout: Annotated[float, Meta(gt=0)] | None = None
+    # tool calls and structured answers checked, repaired or asked again (execute/checks);
+    # off only to measure what a model does without them (bench/bfcl.py)
+    output_checks: bool = True
 
 
 class LocalModel(ModelCommon, kw_only=True, forbid_unknown_fields=True, tag="local",
@@ -89,6 +98,9 @@ class LocalModel(ModelCommon, kw_only=True, forbid_unknown_fields=True, tag="loc
     # requests that may wait behind the one being generated; one more is a 503
     # (model_overloaded), which a route group or `fallbacks` answer elsewhere
     max_queue: Annotated[int, Meta(ge=0)] | None = None
+    # tool_choice auto: a grammar allows free text or valid calls only (a call, once
+    # begun, matches a declared tool's parameters)
+    auto_tool_grammar: bool = False
 
 
 class TransformersModel(ModelCommon, kw_only=True, forbid_unknown_fields=True,
@@ -175,6 +187,14 @@ class RouteGroup(Struct, kw_only=True, forbid_unknown_fields=True):
     on_router_error: Literal["fail", "default"] = "fail"
     default: Literal["weak", "strong"] = "weak"
     keep_text: bool = True  # keep the scored text in the ledger, for retraining
+    # Cascade: the weak member answers every non-streamed chat request the policies
+    # leave to the router, and its answer goes to the strong member when it is invalid
+    # (after the checks' repair and one re-ask) or its confidence (the local engine's
+    # mean token log-probability) is low: below `cascade_threshold`, or, without one,
+    # among the lowest `cascade_share` of the weak member's recent answers.
+    cascade: bool = False
+    cascade_share: Annotated[float, Meta(ge=0, le=1)] = 0.3
+    cascade_threshold: float | None = None
 
 
 class LedgerConfig(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -234,6 +254,9 @@ class Config(Struct, kw_only=True, forbid_unknown_fields=True):
     keys: list[ApiKey] = field(default_factory=list)
     tenants: list[Tenant] = field(default_factory=list)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    # redis://host:port/db shared by every process and replica: breaker state lives
+    # there (in-process without it)
+    redis: str | None = None
 
     def __post_init__(self) -> None:
         names = [m.name for m in self.models]
@@ -243,13 +266,17 @@ class Config(Struct, kw_only=True, forbid_unknown_fields=True):
         if "auto" in names:
             raise ValueError("'auto' is reserved for the router; pick another model name")
         for m in self.models:
-            for field_name in ("fallbacks", "context_window_fallbacks"):
+            for field_name in ("fallbacks", "context_window_fallbacks",
+                               "content_policy_fallbacks"):
                 for other in getattr(m, field_name):
                     if other not in names:
                         raise ValueError(f"model {m.name!r}: {field_name} names {other!r}, "
                                          "which is not in models")
                     if other == m.name:
                         raise ValueError(f"model {m.name!r}: {field_name} names itself")
+        if self.redis is not None and not self.redis.startswith(("redis://", "rediss://",
+                                                                 "unix://")):
+            raise ValueError("redis must be a redis://, rediss:// or unix:// URL")
         if self.default_model is not None and self.default_model not in names:
             raise ValueError(f"default_model {self.default_model!r} is not in models")
         for g in self.routes:

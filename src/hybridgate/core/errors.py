@@ -87,6 +87,14 @@ class UpstreamError(GatewayError):
     code = "bad_gateway"
 
 
+class InvalidOutput(UpstreamError):
+    """The model answered, but not in the shape the request demands (502): a tool call
+    or JSON answer that does not parse or validate. ``execute`` asks once more."""
+
+    code = "invalid_model_output"
+    answer = ""  # what the model said, for the feedback of a re-ask
+
+
 class UpstreamUnavailable(GatewayError):
     """An upstream could not be reached, or a local model is not loaded (503)."""
 

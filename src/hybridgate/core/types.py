@@ -218,6 +218,9 @@ class ChatResponse(Struct, kw_only=True):
     usage: Usage | UnsetType = UNSET
     system_fingerprint: str | None | UnsetType = UNSET
     object: Literal["chat.completion"] = "chat.completion"
+    # Internal, never sent: the local engine's mean token log-probability for this
+    # answer (a cascade's confidence). execute reads it and resets it to UNSET.
+    confidence: float | UnsetType = UNSET
 
 
 class FunctionCallDelta(Struct, omit_defaults=True):

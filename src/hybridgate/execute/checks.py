@@ -20,16 +20,9 @@ import json_repair
 import jsonschema
 import msgspec
 
-from hybridgate.core.errors import UpstreamError
+from hybridgate.core.errors import InvalidOutput
 from hybridgate.core.schemas import validator
 from hybridgate.core.types import ChatRequest, ChatResponse, FunctionCall, Message, ToolCall
-
-
-class InvalidOutput(UpstreamError):
-    """The model answered, but not in the shape the request demands (502)."""
-
-    code = "invalid_model_output"
-    answer = ""  # what the model said, for the feedback of a re-ask
 
 
 def offered(req: ChatRequest) -> dict[str, Any]:
@@ -130,18 +123,72 @@ def _check_format(req: ChatRequest, msg: Any) -> None:
         msg.content = json.dumps(value, ensure_ascii=False)
 
 
-def check_stream_calls(req: ChatRequest, held: list[Any]) -> None:
+def hold(req: ChatRequest) -> int:
+    """How much of a stream execute holds back to check: ``ALL`` of it when the answer
+    must be a call or JSON (tool_choice required / named, response_format json_object /
+    json_schema), its ``CALLS`` when tools are offered, else nothing."""
+    fmt = req.response_format
+    tools = offered(req)
+    if (fmt is not None and fmt.type != "text") or (tools and (
+            req.tool_choice == "required" or _named(req) is not None)):
+        return ALL
+    return CALLS if tools else NOTHING
+
+
+NOTHING, CALLS, ALL = 0, 1, 2
+
+
+def _chunks(held: list[Any]) -> Any:
+    for item in held:
+        yield from item if isinstance(item, list) else (item,)
+
+
+def check_stream(req: ChatRequest, held: list[Any]) -> None:
+    """A held stream (``hold``), checked like a non-streamed answer: its tool calls once
+    the stream finished them, and with ``ALL`` its text against response_format and a
+    required call's presence. What was repaired is rewritten in the held deltas (the
+    first delta carries it all). Raises InvalidOutput, with ``answer`` set."""
+    calls = _check_stream_calls(req, held)
+    if hold(req) != ALL:
+        return
+    text: list[Any] = []  # the content deltas, in order
+    cut = False
+    for chunk in _chunks(held):
+        for c in chunk.choices:
+            cut = cut or c.finish_reason == "length"
+            if c.delta.content:
+                text.append(c.delta)
+    if cut:
+        return  # cut off at max_tokens, as asked: passed on as it is
+    content = "".join(d.content for d in text)
+    try:
+        if calls:
+            return
+        tools = offered(req)
+        if tools and (req.tool_choice == "required" or _named(req) is not None):
+            raise InvalidOutput("tool_choice requires a tool call and the model "
+                                "answered with text")
+        msg = Message(role="assistant", content=content)
+        _check_format(req, msg)
+    except InvalidOutput as e:
+        e.answer = said(content, calls)
+        raise
+    if msg.content != content:  # repaired
+        for i, d in enumerate(text):
+            d.content = msg.content if i == 0 else ""
+
+
+def _check_stream_calls(req: ChatRequest, held: list[Any]) -> list[ToolCall]:
     """A stream's tool calls, held back until the stream finished them: assembled from
     their deltas and checked like a non-streamed answer's; when only their syntax was
     repaired, the held deltas are rewritten so the client assembles the repaired
     arguments (the first delta of a call carries them all). Raises InvalidOutput, with
     the assembled calls as its ``answer``."""
     parts: dict[tuple[int, int], list[Any]] = {}  # (choice, call) -> its deltas, in order
-    for item in held:
-        for chunk in item if isinstance(item, list) else (item,):
-            for c in chunk.choices:
-                for d in c.delta.tool_calls or ():
-                    parts.setdefault((c.index, d.index), []).append(d)
+    for chunk in _chunks(held):
+        for c in chunk.choices:
+            for d in c.delta.tool_calls or ():
+                parts.setdefault((c.index, d.index), []).append(d)
     calls = [ToolCall(id=next((d.id for d in deltas if d.id), ""), function=FunctionCall(
         name=next((d.function.name for d in deltas if d.function and d.function.name), ""),
         arguments="".join(d.function.arguments or "" for d in deltas if d.function)))
@@ -157,6 +204,7 @@ def check_stream_calls(req: ChatRequest, held: list[Any]) -> None:
             with_args = [d for d in deltas if d.function is not None]
             for i, d in enumerate(with_args):
                 d.function.arguments = call.function.arguments if i == 0 else ""
+    return calls
 
 
 def said(content: str | None, calls: list[ToolCall] | None) -> str:

@@ -11,9 +11,12 @@ each through the provider registry and calls it until one answers:
   wait would pass the deadline we fall back at once instead of sleeping;
 - a model still loading, failed to load, or with its breaker open is skipped at once;
 - the client's own mistakes (400, 404, 413, 422) end the request: another model would
-  reject them too; a prompt too long for the model moves to the context fallbacks;
+  reject them too; a prompt too long for the model moves to the context fallbacks, and
+  an upstream's content-policy refusal to the content-policy fallbacks (never the same
+  model again);
 - a stream may be retried and fall back until it has produced output; what comes before
   (a role-only chunk) is held back, so a client never sees a failed attempt's bytes.
+  After that, the model's ``idle_timeout`` bounds each wait for the next chunk.
 
 The gateway's own upstream clients never retry on their own: this is the one loop.
 Every attempt is noted (model, status, error, milliseconds) for the ledger row.
@@ -35,9 +38,10 @@ from hybridgate.core.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from hybridgate.core.types import ChatRequest, CompletionRequest, EmbeddingRequest
+from hybridgate.core.types import UNSET, ChatRequest, CompletionRequest, EmbeddingRequest
 from hybridgate.execute import checks
-from hybridgate.execute.breaker import Breaker
+from hybridgate.execute.breaker import DENY, Breaker, SharedBreaker
+from hybridgate.execute.cascade import Confidence, LowConfidence
 from hybridgate.providers.base import Provider
 from hybridgate.providers.registry import Registry
 
@@ -67,6 +71,9 @@ class Plan:
     context: tuple[str, ...] = ()  # for a prompt too long for a candidate
     deadline: float = float("inf")
     attempts: list[Attempt] = field(default_factory=list)
+    policy: tuple[str, ...] = ()  # for a request a candidate's content policy refused
+    cascade: Confidence | None = None  # a cascade's rule for its weak member's answers
+    confidence: float | None = None  # the served answer's, where the model reports one
 
 
 def _is_context_error(e: GatewayError) -> bool:
@@ -76,32 +83,72 @@ def _is_context_error(e: GatewayError) -> bool:
                                                  for m in _CONTEXT_MARKERS)
 
 
-def _has_output(item: Any, hold_calls: bool = False) -> bool:
-    """A stream item that commits us to this attempt: content, a tool call (unless
-    ``hold_calls``: calls are held until the stream finishes them, to be checked), a
-    finish reason or the usage chunk (a role-only or empty chunk does not)."""
+def _has_output(item: Any, hold: int = checks.NOTHING) -> bool:
+    """A stream item that commits us to this attempt: content (unless ``hold`` is
+    ``ALL``: the whole answer is held to be checked), a tool call (unless ``hold``: calls
+    are held until the stream finishes them), a finish reason or the usage chunk (a
+    role-only or empty chunk does not)."""
     for chunk in item if isinstance(item, list) else (item,):
         if not chunk.choices and getattr(chunk, "usage", None):
             return True
         for c in chunk.choices:
             if getattr(c, "finish_reason", None):
                 return True
+            if hold == checks.ALL:
+                continue
             delta = getattr(c, "delta", None)
             if delta is None:
                 if getattr(c, "text", None):
                     return True
-            elif delta.content or (delta.tool_calls and not hold_calls):
+            elif delta.content or (delta.tool_calls and not hold):
                 return True
     return False
+
+
+async def _idle_bounded(it: AsyncIterator[Any], idle: float, name: str
+                        ) -> AsyncIterator[Any]:
+    """``it``, failing with an UpstreamTimeout when a chunk takes longer than ``idle``
+    seconds (the stream then ends with an error event, not a clean end)."""
+    try:
+        while True:
+            try:
+                async with asyncio.timeout(idle):
+                    item = await anext(it)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise UpstreamTimeout(f"model '{name}' stalled: no chunk within its "
+                                      f"idle_timeout of {idle} s") from None
+            yield item
+    finally:
+        await it.aclose()  # type: ignore[attr-defined]
 
 
 class Executor:
     def __init__(self, registry: Registry, config: Config) -> None:
         self.registry = registry
         self.models = {m.name: m for m in config.models}
-        self.breakers = {m.name: Breaker(config.breaker) for m in config.models}
+        self.redis: Any = None
+        self.breakers: dict[str, Breaker | SharedBreaker]
+        if config.redis is not None:
+            from redis.asyncio import Redis  # only with `redis:` configured
+
+            # short timeouts: a Redis that hangs must not hold requests (the breaker
+            # falls back to this process's own)
+            self.redis = Redis.from_url(config.redis, socket_timeout=0.5,
+                                        socket_connect_timeout=0.5)
+            self.breakers = {m.name: SharedBreaker(config.breaker, m.name, self.redis)
+                             for m in config.models}
+        else:
+            self.breakers = {m.name: Breaker(config.breaker) for m in config.models}
+        self.cascades = {g.name: Confidence(g.weak, g.cascade_share, g.cascade_threshold)
+                         for g in config.routes if g.cascade}
         self.backoff = config.server.retry_backoff
         self.backoff_max = config.server.retry_backoff_max
+
+    async def close(self) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()
 
     # ------------------------------------------------------------------ one attempt
 
@@ -122,16 +169,22 @@ class Executor:
         it = (provider.chat_stream(req) if isinstance(req, ChatRequest)
               else provider.complete_stream(req))
         held: list[Any] = []
+        t0 = time.monotonic()
         slow = ttft is not None and ttft < remaining
-        hold_calls = isinstance(req, ChatRequest) and bool(checks.offered(req))
+        hold = (checks.hold(req) if isinstance(req, ChatRequest)
+                and self.models[provider.name].output_checks else checks.NOTHING)
         try:
-            async with asyncio.timeout(ttft if slow else remaining):
+            async with asyncio.timeout(ttft if slow else remaining) as bound:
                 async for item in it:
                     held.append(item)
-                    if _has_output(item, hold_calls):
+                    if _has_output(item, hold):
                         break
-            if hold_calls:
-                checks.check_stream_calls(req, held)  # type: ignore[arg-type]
+                    if slow and _has_output(item):  # output, held: the first token came
+                        slow = False
+                        bound.reschedule(asyncio.get_running_loop().time() + remaining
+                                         - (time.monotonic() - t0))
+            if hold:
+                checks.check_stream(req, held)  # type: ignore[arg-type]
         except TimeoutError:
             await it.aclose()  # type: ignore[attr-defined]
             if slow:
@@ -151,7 +204,16 @@ class Executor:
         async def once(p: Provider, r: Any, remaining: float) -> Any:
             resp = await asyncio.wait_for(self._call_once(p, r), remaining)
             if isinstance(req, ChatRequest):
-                checks.check_chat(req, resp)
+                if self.models[p.name].output_checks:
+                    checks.check_chat(req, resp)
+                confidence, resp.confidence = resp.confidence, UNSET
+                plan.confidence = None if confidence is UNSET else confidence
+                rule = plan.cascade
+                if rule is not None and p.name == rule.weak and confidence is not UNSET:
+                    low, limit = rule.escalate(confidence)
+                    if low:
+                        raise LowConfidence(f"low confidence: mean token logprob "
+                                            f"{confidence:.3f} < {limit:.3f}", resp)
             return resp
         return await self._attempts(plan, req, once)
 
@@ -160,7 +222,11 @@ class Executor:
         """A stream from the first candidate that starts producing output: the items
         read so far (held back until there was output) and the rest of the stream.
         Tool calls are held until the stream has finished them, and checked."""
-        return await self._attempts(plan, req, self._open_once)
+        provider, (held, rest) = await self._attempts(plan, req, self._open_once)
+        idle = self.models[provider.name].idle_timeout
+        if idle is not None:
+            rest = _idle_bounded(rest, idle, provider.name)
+        return provider, (held, rest)
 
     def _wait(self, n: int, e: GatewayError) -> float:
         if e.retry_after is not None:
@@ -177,6 +243,7 @@ class Executor:
         queue = list(plan.candidates)
         tried: set[str] = set()
         last: GatewayError | None = None
+        unsure: tuple[Provider, Any] | None = None  # a cascade's weak answer, escalated
         while queue:
             name = queue.pop(0)
             if name in tried:
@@ -188,7 +255,8 @@ class Executor:
                 remaining = plan.deadline - time.monotonic()
                 if remaining <= 0:
                     raise self._deadline_error(plan, last)
-                if not breaker.allow():
+                ticket = await breaker.allow()
+                if ticket == DENY:
                     last = UpstreamUnavailable(f"model '{name}' is failing; its circuit "
                                                "breaker is open")
                     plan.attempts.append(Attempt(name, 503, "circuit breaker open", 0.0))
@@ -198,7 +266,7 @@ class Executor:
                     provider = self.registry.get(name)
                     result = await once(provider, current, remaining)
                 except TimeoutError:  # the deadline passed during the attempt
-                    breaker.record(False)
+                    await breaker.record(False, ticket)
                     plan.attempts.append(Attempt(name, 504, "deadline passed",
                                                  (time.perf_counter() - t0) * 1000))
                     raise self._deadline_error(plan, last) from None
@@ -210,18 +278,29 @@ class Executor:
                         last = e
                         queue = [c for c in plan.context if c not in tried] + queue
                         break
+                    if e.code == "content_filter":  # only its own fallbacks, if any
+                        queue = [c for c in plan.policy if c not in tried]
+                        if not queue:
+                            raise  # the client sees the refusal
+                        last = e
+                        break
                     if isinstance(e, InvalidRequest):
                         raise  # the client's own mistake: no other model will take it
                     last = e
+                    if isinstance(e, LowConfidence):
+                        await breaker.record(True, ticket)
+                        unsure = provider, e.answer  # if no one else answers, this does
+                        break
                     if isinstance(e, checks.InvalidOutput):
-                        breaker.record(True)  # the model is up; its answer was not usable
+                        # the model is up; its answer was not usable
+                        await breaker.record(True, ticket)
                         if current is not req:
                             break  # asked twice: the fallbacks' turn
                         current = checks.with_feedback(req, e)
                         continue
                     if e.code in _UNAVAILABLE_NOW:
                         break
-                    breaker.record(False)
+                    await breaker.record(False, ticket)
                     if n >= cfg.num_retries or not self._retryable(e, cfg.retry_on):
                         break
                     wait = self._wait(n, e)
@@ -230,10 +309,12 @@ class Executor:
                         break  # waiting would pass the deadline: fall back now
                     await asyncio.sleep(wait)
                 else:
-                    breaker.record(True)
+                    await breaker.record(True, ticket)
                     plan.attempts.append(Attempt(name, 200, None,
                                                  (time.perf_counter() - t0) * 1000))
                     return provider, result
+        if unsure is not None:
+            return unsure  # type: ignore[return-value]
         assert last is not None
         raise last
 

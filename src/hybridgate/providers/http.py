@@ -44,6 +44,27 @@ def upstream_message(body: bytes) -> str:
     return "unrecognised error body"
 
 
+# An upstream's content-policy refusal (OpenAI images, Azure's content filter, Bedrock...):
+# not retried on the same model; `content_policy_fallbacks` may take it.
+_POLICY_CODES = frozenset({"content_filter", "content_policy_violation",
+                           "content_policy", "responsible_ai_policy_violation"})
+_POLICY_MARKERS = ("content management policy", "content policy", "content filter",
+                   "safety system")
+
+
+def _is_policy_refusal(body: bytes, message: str) -> bool:
+    try:
+        doc = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        doc = None
+    err = doc.get("error") if isinstance(doc, dict) else None
+    if isinstance(err, dict) and (err.get("code") in _POLICY_CODES
+                                  or err.get("type") in _POLICY_CODES):
+        return True
+    low = message.lower()
+    return any(m in low for m in _POLICY_MARKERS)
+
+
 def _retry_after(headers: Any) -> float | None:
     """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
     if headers is None:
@@ -83,7 +104,10 @@ def status_error(provider: str, status: int, body: bytes,
 
 
 def _mapped(provider: str, status: int, body: bytes, headers: Any) -> GatewayError:
-    msg = f"upstream {provider} returned {status}: {upstream_message(body)}"
+    text = upstream_message(body)
+    msg = f"upstream {provider} returned {status}: {text}"
+    if status == 400 and _is_policy_refusal(body, text):
+        return InvalidRequest(msg, code="content_filter")
     if status in (400, 404, 409, 413, 422):
         return InvalidRequest(msg, code="upstream_rejected", status=400 if status != 413 else 413)
     if status == 429:

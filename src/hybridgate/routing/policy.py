@@ -11,7 +11,8 @@ In order, for a request to a route group (e.g. ``auto`` = {weak: local, strong: 
 3. images or audio: the strong member (the local model reads text only);
 4. context: a prompt that cannot fit the weak local model's context goes strong;
 5. nothing to score (no text): the weak member;
-6. otherwise the router's score against the group's threshold.
+6. a cascade (non-streamed): the weak member, escalated by ``execute`` when unsure;
+7. otherwise the router's score against the group's threshold.
 
 Pinned models need no policy but the allowlist and the residency tag: a request naming
 a model gets that model, or a 403 if its tenant may not use it or if it is tagged
@@ -37,7 +38,8 @@ CHARS_PER_TOKEN = 3.5  # a cautious estimate; the local provider counts exactly 
 @dataclass(frozen=True)
 class Decision:
     member: str  # "weak" | "strong"
-    # "score" | "residency:<kind>" | "allowlist" | "images" | "context" | "empty" | "default"
+    # "score" | "residency:<kind>" | "allowlist" | "images" | "context" | "empty" |
+    # "default" | "cascade"
     reason: str
     score: float | None = None
     threshold: float | None = None
@@ -101,6 +103,8 @@ class RoutedGroup:
                 return Decision("strong", "context"), text
         if not text.strip():
             return Decision("weak", "empty"), text
+        if g.cascade and not req.stream:  # the weak member first; execute escalates
+            return Decision("weak", "cascade"), text
         if self.router is None or self.threshold is None:
             return Decision(self.group.default, "default"), text
         score = self.router.score(text)

@@ -33,6 +33,7 @@ class Choice:
     # Only models this caller may be served by (allowlist, residency) are listed.
     candidates: tuple[str, ...] = ()
     context: tuple[str, ...] = ()
+    policy: tuple[str, ...] = ()  # `content_policy_fallbacks`, for a refused request
 
 
 class Routes:
@@ -42,6 +43,8 @@ class Routes:
         self.fallbacks = {m.name: tuple(m.fallbacks) for m in config.models}
         self.context_fallbacks = {m.name: tuple(m.context_window_fallbacks)
                                   for m in config.models}
+        self.policy_fallbacks = {m.name: tuple(m.content_policy_fallbacks)
+                                 for m in config.models}
         self.names = tuple(entries)  # in config order, as /v1/models lists them
         self.models = frozenset(entries)
         self.local = local
@@ -103,6 +106,7 @@ class Routes:
         if partner is not None:
             chain += [partner, *self.fallbacks[partner]]
         context = [c for m in chain for c in self.context_fallbacks.get(m, ())]
+        policy = [c for m in chain for c in self.policy_fallbacks.get(m, ())]
 
         def ok(name: str) -> bool:
             return ((allowed is None or name in allowed)
@@ -110,7 +114,8 @@ class Routes:
 
         return Choice(model, group, decision, text,
                       tuple(dict.fromkeys(n for n in chain if n == model or ok(n))),
-                      tuple(dict.fromkeys(n for n in context if ok(n))))
+                      tuple(dict.fromkeys(n for n in context if ok(n))),
+                      tuple(dict.fromkeys(n for n in policy if ok(n))))
 
     def visible(self, allowed: frozenset[str] | None) -> tuple[list[str], list[str]]:
         """What /v1/models lists for a caller: the models it may use, and the route

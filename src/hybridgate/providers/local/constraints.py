@@ -35,7 +35,7 @@ def any_json() -> LlamaGrammar:
 def _schema_gbnf(schema: dict[str, Any]) -> str | None:
     """GBNF for a schema, or None when llama.cpp's converter cannot express it."""
     try:
-        return json_schema_to_gbnf(json.dumps(schema, sort_keys=True))
+        return json_schema_to_gbnf(json.dumps(schema))  # declared order: what models write
     except Exception:
         return None
 
@@ -46,8 +46,10 @@ def json_schema(schema: dict[str, Any]) -> LlamaGrammar:
     return _grammar(text) if text is not None else any_json()
 
 
-def tool_call(tools: list[Tool]) -> LlamaGrammar:
-    """Exactly one call to one of ``tools``, wrapped in the tool-call markup."""
+def _call_rule(tools: list[Tool]) -> str:
+    """GBNF whose ``call`` rule is one ``{"name", "arguments"}`` object for one of
+    ``tools``, its arguments matching that tool's parameters where the converter can say
+    so (else only the name is constrained)."""
     options = []
     for t in tools:
         params = t.function.parameters or {"type": "object"}
@@ -63,7 +65,27 @@ def tool_call(tools: list[Tool]) -> LlamaGrammar:
                   "required": ["name", "arguments"], "additionalProperties": False}
                  for t in tools]
         body = _schema_gbnf(names[0] if len(names) == 1 else {"anyOf": names}) or JSON_GBNF
-    body = _ROOT.sub("call ::=", body, count=1)
+    return _ROOT.sub("call ::=", body, count=1)
+
+
+def tool_call(tools: list[Tool]) -> LlamaGrammar:
+    """Exactly one call to one of ``tools``, wrapped in the tool-call markup."""
     wrapper = (f'root ::= {json.dumps(TOOL_CALL_OPEN)} "\\n" call "\\n" '
                f"{json.dumps(TOOL_CALL_CLOSE)}\n")
-    return _grammar(wrapper + body)
+    return _grammar(wrapper + _call_rule(tools))
+
+
+def text_or_calls(tools: list[Tool]) -> LlamaGrammar:
+    """``tool_choice: auto``: free text, or up to 8 valid calls in any of the forms small
+    models write (the template's markup, a fenced JSON block, a bare object). Text may
+    not start like a call, so a call, once begun, is a valid one."""
+    open_, close = json.dumps(TOOL_CALL_OPEN), json.dumps(TOOL_CALL_CLOSE)
+    wrapper = (
+        "root ::= hg-calls | hg-text\n"
+        'hg-calls ::= hg-one ("\\n" "\\n"? hg-one){0,7}\n'
+        f'hg-one ::= {open_} "\\n" call "\\n" {close} | "```json\\n" call "\\n```" | call\n'
+        # text: anything but a call's start; a fence is text unless it says ```json
+        'hg-text ::= [^<{`\\x00] hg-any | "`" ([^`] hg-any)? | "``" ([^`] hg-any)? | '
+        '"```" [^j`] hg-any\n'
+        'hg-any ::= [^\\x00]*\n')
+    return _grammar(wrapper + _call_rule(tools))

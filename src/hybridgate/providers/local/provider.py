@@ -24,7 +24,12 @@ import jsonschema
 
 from hybridgate.config.settings import LocalModel
 from hybridgate.core import schemas
-from hybridgate.core.errors import InvalidRequest, UpstreamError, UpstreamUnavailable
+from hybridgate.core.errors import (
+    InvalidOutput,
+    InvalidRequest,
+    UpstreamError,
+    UpstreamUnavailable,
+)
 from hybridgate.core.ids import new_id, now
 from hybridgate.core.types import (
     AssistantMessage,
@@ -178,6 +183,8 @@ class LocalProvider(Provider):
             named = [t for t in tools if t.function.name == choice.function.name]
             grammar = constraints.tool_call(named)
             tools = named
+        elif tools and self.cfg.auto_tool_grammar and req.response_format is None:
+            grammar = constraints.text_or_calls(tools)
         elif req.response_format is not None and req.response_format.type == "json_object":
             grammar = constraints.any_json()
         elif req.response_format is not None and req.response_format.type == "json_schema":
@@ -291,11 +298,13 @@ class LocalProvider(Provider):
             schemas.validator(plan.schema).validate(json.loads(text))
         except (ValueError, jsonschema.ValidationError) as e:
             msg = getattr(e, "message", str(e))
-            raise UpstreamError(f"local model output does not match the json_schema: {msg}",
-                                code="invalid_model_output") from None
+            err = InvalidOutput(f"local model output does not match the json_schema: {msg}")
+            err.answer = text
+            raise err from None
 
     async def _chat(self, req: ChatRequest) -> ChatResponse:
         plan: _ChatPlan = await self._plan(lambda: self._plan_chat(req))
+        plan.params.confidence = True  # a cascade may ask how sure the model was
         result = await self._generate(plan.tokens, plan.params)
         content: str | None = result.text
         finish = result.finish_reason
@@ -309,10 +318,13 @@ class LocalProvider(Provider):
         msg = AssistantMessage(content=content)
         if calls:
             msg.tool_calls = calls
-        return ChatResponse(
+        resp = ChatResponse(
             id=new_id("chatcmpl"), created=now(), model=self.name,
             choices=[Choice(index=0, message=msg, finish_reason=finish)],
             usage=Usage.of(result.prompt_tokens, result.completion_tokens, result.seconds))
+        if result.confidence is not None:
+            resp.confidence = result.confidence
+        return resp
 
     async def _chat_stream(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
         plan: _ChatPlan = await self._plan(lambda: self._plan_chat(req))

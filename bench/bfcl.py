@@ -1,0 +1,196 @@
+"""BFCL v4 (the `bfcl-eval` package: its questions, answers and AST checker) through the
+gateway: accuracy and the share of invalid tool calls that reached the client, per
+category and per way of serving the local model.
+
+    pip install bfcl-eval==2026.3.23 --no-deps     # its data and checker, nothing else
+    python bench/bfcl.py [--limit 40] [--categories live_simple,irrelevance]
+                         [--modes off,on,constrained,cascade]
+
+Modes (each a model in one gateway config, all through /v1/chat/completions with
+``tool_choice: auto``, temperature 0, the official openai SDK as the client):
+
+- ``off``          Qwen2.5-Coder-0.5B, output checks off: what the model writes, parsed
+- ``on``           the same with the output checks (repair, validate, re-ask once)
+- ``constrained``  checks on and ``auto_tool_grammar``: text, or calls valid by grammar
+- ``cascade``      a route group, weak = constrained 0.5B, strong = Qwen2.5-Coder-1.5B
+                   (both local), ``cascade: true``: escalated when invalid or unsure
+
+A call is *invalid* when its arguments are not a JSON object that validates against the
+declared tool's parameters (BFCL's correctness is stricter: the right values too).
+``constants.model_config`` of bfcl-eval imports every provider SDK; it is stubbed here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from overhead import free_port, start_gateway, stop_all, wait_http  # noqa: E402
+
+_stub = types.ModuleType("bfcl_eval.constants.model_config")
+_stub.MODEL_CONFIG_MAPPING = collections.defaultdict(  # type: ignore[attr-defined]
+    lambda: types.SimpleNamespace(underscore_to_dot=True))
+sys.modules["bfcl_eval.constants.model_config"] = _stub
+
+import bfcl_eval  # noqa: E402
+from bfcl_eval.constants.enums import Language  # noqa: E402
+from bfcl_eval.constants.type_mappings import GORILLA_TO_OPENAPI  # noqa: E402
+from bfcl_eval.eval_checker.ast_eval.ast_checker import ast_checker  # noqa: E402
+
+DATA = Path(bfcl_eval.__file__).parent / "data"
+CATEGORIES = ["simple_python", "multiple", "parallel", "irrelevance", "live_simple"]
+MODES = ["off", "on", "constrained", "cascade"]
+WEAK, STRONG = "qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct"
+
+
+def config(ledger: Path) -> str:
+    from hybridgate.models.store import models_dir  # pulled models, by path: the gateway
+    weak, strong = (models_dir() / f"{m}.gguf" for m in (WEAK, STRONG))  # has its own home
+    local = "    provider: local\n    n_ctx: 4096\n    n_threads: 2\n    num_retries: 0\n"
+    return (f"ledger: {{url: 'sqlite:///{ledger}'}}\n"
+            "models:\n"
+            f"  - name: 'off'\n    model: '{weak}'\n{local}    output_checks: false\n"
+            f"  - name: 'on'\n    model: '{weak}'\n{local}"
+            f"  - name: constrained\n    model: '{weak}'\n{local}    auto_tool_grammar: true\n"
+            f"  - name: strong\n    model: '{strong}'\n{local}    auto_tool_grammar: true\n"
+            "routes:\n"
+            "  - {name: cascade, weak: constrained, strong: strong, cascade: true}\n")
+
+
+def load(category: str, limit: int | None) -> list[tuple[dict, Any]]:
+    def lines(path: Path) -> list[dict]:
+        return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    questions = lines(DATA / f"BFCL_v4_{category}.json")
+    answers_path = DATA / "possible_answer" / f"BFCL_v4_{category}.json"
+    answers = {a["id"]: a["ground_truth"] for a in lines(answers_path)} \
+        if answers_path.exists() else {}
+    out = [(q, answers.get(q["id"])) for q in questions]
+    return out[:limit] if limit else out
+
+
+def _openapi(schema: Any) -> Any:
+    """BFCL's Python-flavoured types ("dict", "float", "tuple") as JSON Schema."""
+    if isinstance(schema, list):
+        return [_openapi(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _openapi(v) for k, v in schema.items()}
+    if isinstance(out.get("type"), str):
+        out["type"] = GORILLA_TO_OPENAPI.get(out["type"], out["type"])
+    if "properties" in schema and isinstance(schema["properties"], dict):
+        out["properties"] = {k: _openapi(v) for k, v in schema["properties"].items()}
+    out.pop("optional", None)
+    return out
+
+
+def tools_of(functions: list[dict]) -> list[dict]:
+    """OpenAI tools; '.' in a name becomes '_' (OpenAI's name pattern), as BFCL does."""
+    return [{"type": "function", "function": {
+        "name": f["name"].replace(".", "_"), "description": f.get("description", ""),
+        "parameters": {**_openapi(f["parameters"]), "type": "object"}}} for f in functions]
+
+
+def invalid(calls: list[Any], tools: list[dict]) -> int:
+    by_name = {t["function"]["name"]: t["function"]["parameters"] for t in tools}
+    bad = 0
+    for c in calls:
+        try:
+            args = json.loads(c.function.arguments)
+            if c.function.name not in by_name or not isinstance(args, dict):
+                raise ValueError
+            jsonschema.validate(args, by_name[c.function.name])
+        except (ValueError, jsonschema.ValidationError, jsonschema.SchemaError):
+            bad += 1
+    return bad
+
+
+def ask(client: Any, model: str, q: dict, tools: list[dict]) -> tuple[list[Any], str, dict]:
+    resp = client.chat.completions.with_raw_response.create(
+        model=model, messages=q["question"][0], tools=tools, tool_choice="auto",
+        temperature=0, max_tokens=400)
+    body = resp.parse()
+    calls = body.choices[0].message.tool_calls or []
+    return calls, resp.headers.get("x-hybridgate-route", ""), dict(resp.headers)
+
+
+def grade(category: str, q: dict, answer: Any, calls: list[Any]) -> bool:
+    if "irrelevance" in category:
+        return not calls
+    try:
+        output = [{c.function.name: json.loads(c.function.arguments)} for c in calls]
+    except ValueError:
+        return False
+    result = ast_checker(q["function"], output, answer, Language.PYTHON, category,
+                         "hybridgate")
+    return bool(result["valid"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--limit", type=int, default=40, help="questions per category (0: all)")
+    ap.add_argument("--categories", default=",".join(CATEGORIES))
+    ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--out", type=Path, default=None, help="write every answer as JSON lines")
+    args = ap.parse_args()
+    from openai import OpenAI
+
+    tmp = Path(tempfile.mkdtemp())
+    cfg = tmp / "bfcl.yaml"
+    cfg.write_text(config(tmp / "ledger.db"))
+    port = free_port()
+    procs = [start_gateway(cfg, port)]
+    out = args.out.open("w") if args.out else None
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz", timeout=600)
+        client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none",
+                        timeout=600, max_retries=0)
+        print("| category | mode | n | accuracy | invalid calls | escalated | s/question |")
+        print("|---|---|---|---|---|---|---|")
+        for category in args.categories.split(","):
+            items = load(category, args.limit or None)
+            for mode in args.modes.split(","):
+                right = bad = escalated = errors = 0
+                t0 = time.perf_counter()
+                for q, answer in items:
+                    tools = tools_of(q["function"])
+                    try:
+                        calls, route, headers = ask(client, mode, q, tools)
+                        conf = headers.get("x-hybridgate-confidence")
+                    except Exception as e:  # noqa: BLE001 - an error answer counts wrong
+                        errors += 1
+                        calls, route, conf = [], f"error: {type(e).__name__}: {e}", None
+                    ok = grade(category, q, answer, calls)
+                    right += ok
+                    bad += invalid(calls, tools)
+                    escalated += "escalated=" in route
+                    if out:
+                        out.write(json.dumps({
+                            "category": category, "mode": mode, "id": q["id"], "ok": ok,
+                            "route": route, "confidence": conf,
+                            "calls": [[c.function.name, c.function.arguments]
+                                      for c in calls]}) + "\n")
+                n = len(items)
+                esc = f"{escalated / n:.0%}" if mode == "cascade" else "-"
+                print(f"| {category} | {mode} | {n} | {right / n:.3f} | {bad} | {esc} | "
+                      f"{(time.perf_counter() - t0) / n:.1f} |"
+                      + (f" ({errors} errors)" if errors else ""), flush=True)
+    finally:
+        if out:
+            out.close()
+        stop_all(procs)
+
+
+if __name__ == "__main__":
+    main()
