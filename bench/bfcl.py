@@ -4,7 +4,8 @@ category and per way of serving the local model.
 
     pip install bfcl-eval==2026.3.23 --no-deps     # its data and checker, nothing else
     python bench/bfcl.py [--limit 40] [--categories live_simple,irrelevance]
-                         [--modes off,on,constrained,cascade]
+                         [--modes off,on,constrained,cascade] [--out answers.jsonl]
+    python bench/bfcl.py --summarize answers.jsonl [more.jsonl ...]   # the table again
 
 Modes (each a model in one gateway config, all through /v1/chat/completions with
 ``tool_choice: auto``, temperature 0, the official openai SDK as the client):
@@ -137,7 +138,38 @@ def grade(category: str, q: dict, answer: Any, calls: list[Any]) -> bool:
     return bool(result["valid"])
 
 
+def summarize(paths: list[str]) -> None:
+    """The table again, from the JSON lines of one or more runs (``--out``): rows are
+    (category, mode) pairs in the order first seen; invalid calls recounted."""
+    rows: dict[tuple[str, str], list[dict]] = {}
+    questions: dict[str, dict] = {}
+    for path in paths:
+        for line in Path(path).read_text().splitlines():
+            r = json.loads(line)
+            rows.setdefault((r["category"], r["mode"]), []).append(r)
+    print("| category | mode | n | accuracy | invalid calls | escalated | s/question |")
+    print("|---|---|---|---|---|---|---|")
+    for (category, mode), items in rows.items():
+        if category not in questions:
+            questions[category] = {q["id"]: q for q, _ in load(category, None)}
+        bad = 0
+        for r in items:
+            tools = tools_of(questions[category][r["id"]]["function"])
+            calls = [types.SimpleNamespace(function=types.SimpleNamespace(
+                name=name, arguments=args)) for name, args in r["calls"]]
+            bad += invalid(calls, tools)
+        n = len(items)
+        esc = sum("escalated=" in r["route"] for r in items)
+        secs = [r["s"] for r in items if "s" in r]
+        print(f"| {category} | {mode} | {n} | {sum(r['ok'] for r in items) / n:.3f} | {bad} "
+              f"| {f'{esc / n:.0%}' if mode == 'cascade' else '-'} | "
+              f"{f'{sum(secs) / len(secs):.1f}' if secs else '-'} |")
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--summarize"]:
+        summarize(sys.argv[2:])
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--limit", type=int, default=40, help="questions per category (0: all)")
     ap.add_argument("--categories", default=",".join(CATEGORIES))
@@ -165,6 +197,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 for q, answer in items:
                     tools = tools_of(q["function"])
+                    t1 = time.perf_counter()
                     try:
                         calls, route, headers = ask(client, mode, q, tools)
                         conf = headers.get("x-hybridgate-confidence")
@@ -173,12 +206,14 @@ def main() -> None:
                         calls, route, conf = [], f"error: {type(e).__name__}: {e}", None
                     ok = grade(category, q, answer, calls)
                     right += ok
-                    bad += invalid(calls, tools)
+                    wrong_shape = invalid(calls, tools)
+                    bad += wrong_shape
                     escalated += "escalated=" in route
                     if out:
                         out.write(json.dumps({
                             "category": category, "mode": mode, "id": q["id"], "ok": ok,
-                            "route": route, "confidence": conf,
+                            "route": route, "confidence": conf, "invalid": wrong_shape,
+                            "s": round(time.perf_counter() - t1, 2),
                             "calls": [[c.function.name, c.function.arguments]
                                       for c in calls]}) + "\n")
                 n = len(items)

@@ -147,6 +147,33 @@ def test_json_schema_streamed_output_validates(client):
     jsonschema.validate(json.loads(text), SCHEMA)
 
 
+JOKE = {"title": "Joke", "type": "object", "properties": {
+    "setup": {"type": "string", "description": "question to set up a joke"},
+    "punchline": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None}},
+    "required": ["setup"]}
+
+
+@pytest.mark.parametrize("content", ["Tell me a joke about cats.", "Tell me a joke about dogs.",
+                                     "Tell me a joke about the sea."])
+def test_a_schema_with_an_optional_field_ends_before_max_tokens(client, content):
+    """LangChain's test_structured_output_optional_param: a small model repeats itself
+    inside a string value until max_tokens (SmolLM2 does on the first prompt); strings
+    are bounded by the token budget, so the JSON is closed and valid."""
+    r = ask(client, content, temperature=0, max_tokens=400, response_format={
+        "type": "json_schema", "json_schema": {"name": "Joke", "schema": JOKE}})
+    assert r.choices[0].finish_reason == "stop", r.choices[0].message.content
+    jsonschema.validate(json.loads(r.choices[0].message.content), JOKE)
+
+
+def test_schema_strings_exclude_raw_control_characters():
+    from hybridgate.providers.local.constraints import _schema_gbnf
+
+    grammar = _schema_gbnf({"type": "object", "properties": {"a": {"type": "string"}}}, 300)
+    rules = dict(line.split(" ::= ", 1) for line in grammar.splitlines())
+    assert rules["char"].startswith('[^"\\\\\\x7F\\x00-\\x1F]')
+    assert rules["string"] == '"\\"" char{0,300} "\\"" space'  # bounded by the budget
+
+
 def test_json_object_mode(client):
     r = ask(client, 'What is 2+2? Answer as JSON like {"result": 4}', max_tokens=300, temperature=0,
             response_format={"type": "json_object"})

@@ -37,6 +37,7 @@ def test_two_processes_see_one_breaker_and_one_probe():
                 await who.record(False, PASS)
             assert await a.allow() == DENY and await b.allow() == DENY
             assert await b.state() == "open"
+            assert await a_client.exists(f"hybridgate:breaker:{name}:state")  # as documented
             await asyncio.sleep(0.6)  # the cooldown passes
             tickets = await asyncio.gather(*(x.allow() for x in (a, b) * 5))
             assert sorted(tickets) == [DENY] * 9 + [PROBE]  # exactly one probe

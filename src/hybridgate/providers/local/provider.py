@@ -177,20 +177,21 @@ class LocalProvider(Provider):
         tokens = engine.tokenize_prompt(prompt, templated=True)
         grammar = None
         schema = None
+        bound = constraints.string_bound(engine.budget(len(tokens), req.token_limit))
         if tools and choice == "required":
-            grammar = constraints.tool_call(tools)
+            grammar = constraints.tool_call(tools, bound)
         elif tools and choice is not None and not isinstance(choice, str):
             named = [t for t in tools if t.function.name == choice.function.name]
-            grammar = constraints.tool_call(named)
+            grammar = constraints.tool_call(named, bound)
             tools = named
         elif tools and self.cfg.auto_tool_grammar and req.response_format is None:
-            grammar = constraints.text_or_calls(tools)
+            grammar = constraints.text_or_calls(tools, bound)
         elif req.response_format is not None and req.response_format.type == "json_object":
-            grammar = constraints.any_json()
+            grammar = constraints.any_json(bound)
         elif req.response_format is not None and req.response_format.type == "json_schema":
             assert req.response_format.json_schema is not None  # checked in api/
             schema = req.response_format.json_schema.schema or {}
-            grammar = constraints.json_schema(schema)
+            grammar = constraints.json_schema(schema, bound)
         params = SamplingParams(
             max_tokens=req.token_limit,
             temperature=req.temperature if req.temperature is not None else 0.8,
