@@ -119,6 +119,8 @@ routes:
   - {{name: cascade-down, weak: {LOCAL}, strong: down, cascade: true, cascade_threshold: 0.0}}
 models:
   - {{name: {LOCAL}, provider: local, model: {LOCAL}, n_ctx: 2048, n_threads: 2}}
+  - {{name: {LOCAL}-grammar, provider: local, model: {LOCAL}, n_ctx: 2048, n_threads: 2,
+      auto_tool_grammar: true}}
   - {{name: all-MiniLM-L6-v2, provider: sentence_transformers}}
   - name: gpt-fake
     provider: openai

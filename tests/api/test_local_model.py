@@ -109,6 +109,22 @@ def test_streamed_tool_call(client):
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
 
 
+def test_auto_tool_grammar_makes_a_started_call_a_valid_one(client):
+    """Unconstrained, SmolLM2 answers this with JSON that is no call (a "name": "Rome"
+    object); under auto_tool_grammar an answer that opens like a call must be one, with
+    arguments valid against the tool (the unit from its enum)."""
+    r = client.chat.completions.create(
+        model=M + "-grammar", temperature=0, max_tokens=100, tools=[WEATHER],
+        tool_choice="auto", messages=[{"role": "user", "content":
+                                       "Write a JSON object calling get_weather for Rome."}])
+    calls = r.choices[0].message.tool_calls
+    assert calls and r.choices[0].finish_reason == "tool_calls"
+    assert len(calls) == 1  # the model repeats the block; the repeats are one call
+    args = json.loads(calls[0].function.arguments)
+    jsonschema.validate(args, WEATHER["function"]["parameters"])
+    assert args["city"] == "Rome"
+
+
 def test_tool_choice_none_answers_in_text(client):
     r = ask(client, "What's the weather in Paris?", tools=[WEATHER], tool_choice="none",
             max_tokens=10)

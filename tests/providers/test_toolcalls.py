@@ -86,3 +86,15 @@ def test_streaming_holds_a_leading_fence_for_parsing():
     assert out == "" and s.markup is not None and s.markup.startswith("```json")
     plain = ToolMarkupSplitter()
     assert plain.feed("Hello ") == "Hello " and plain.markup is None
+
+
+def test_consecutive_fenced_calls_are_all_calls_and_repeats_are_one():
+    """Parallel calls written as one fenced block each; a model repeating the same call
+    (SmolLM2 under the auto grammar does) gives that call once."""
+    paris = '```json\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n```'
+    rome = '```json\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n```'
+    content, calls = parse_tool_calls(f"{paris}\n\n{rome}\n{paris}\nDone.", WEATHER)
+    assert [json.loads(c.function.arguments)["city"] for c in calls] == ["Paris", "Rome"]
+    assert content == "Done."
+    block = '<tool_call>\n{"name": "f", "arguments": {"a": 1}}\n</tool_call>'
+    assert len(parse_tool_calls(block * 3, TOOLS)[1]) == 1

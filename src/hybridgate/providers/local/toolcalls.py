@@ -43,7 +43,7 @@ def parse_tool_calls(text: str, tools: list[Tool]) -> tuple[str, list[ToolCall]]
         if call is None:
             return text, []
         calls.append(call)
-    return text[:start].strip(), calls
+    return text[:start].strip(), _distinct(calls)
 
 
 def _as_call(obj: object, offered: set[str]) -> ToolCall | None:
@@ -92,15 +92,32 @@ def _bare_json_call(text: str, tools: list[Tool]) -> tuple[str, list[ToolCall]]:
     ``{"name", "arguments"}`` object, a list of them, or either in a fenced code block
     (Qwen2.5-Coder's habit). Anything that is not wholly calls to offered functions
     stays content."""
-    found = _leading_json(text)
-    if found is None:
-        return text, []
-    value, rest = found
     offered = {t.function.name for t in tools}
-    calls = [_as_call(obj, offered) for obj in (value if isinstance(value, list) else [value])]
-    if not calls or None in calls:
+    calls: list[ToolCall] = []
+    rest = text
+    while (found := _leading_json(rest)) is not None:  # one block after another
+        value, after = found
+        batch = [_as_call(obj, offered)
+                 for obj in (value if isinstance(value, list) else [value])]
+        if not batch or None in batch:
+            break
+        calls += batch  # type: ignore[arg-type]
+        rest = after
+    if not calls:
         return text, []
-    return rest, calls  # type: ignore[return-value]
+    return rest, _distinct(calls)
+
+
+def _distinct(calls: list[ToolCall]) -> list[ToolCall]:
+    """The same call written twice is a model repeating itself, not two calls."""
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for c in calls:
+        key = (c.function.name, c.function.arguments)
+        if key not in seen:
+            seen.add(key)
+            out.append(c)
+    return out
 
 
 class ToolMarkupSplitter:
