@@ -60,6 +60,13 @@ def test_an_unsure_weak_answer_is_escalated_and_both_attempts_recorded(gateway, 
                                       (r.headers["x-request-id"],)).fetchone()[0])
     assert [s["status"] for s in steps] == [200, 200]
     assert steps[0]["error"].startswith("low confidence") and steps[1]["model"] == "gpt-fake"
+    # the weak answer was not used, and still cost its engine time: in the row's cost
+    assert steps[0]["completion_tokens"] > 0 and steps[0]["cost_usd"] > 0
+    with sqlite3.connect(ledger_path) as db:
+        cost = db.execute("SELECT cost_usd FROM requests WHERE id = ?",
+                          (r.headers["x-request-id"],)).fetchone()[0]
+    assert cost == pytest.approx(float(r.headers["x-hybridgate-cost"]))
+    assert cost > steps[0]["cost_usd"]  # and the strong answer's on top
 
 
 @pytest.mark.slow

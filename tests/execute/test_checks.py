@@ -85,6 +85,26 @@ def test_an_invalid_call_is_asked_again_with_the_error(gateway, fake_openai):
     assert "invalid" in reask[-1]["content"] and "city" in reask[-1]["content"]
 
 
+def test_an_answer_that_was_asked_again_still_costs_its_tokens(gateway, fake_openai,
+                                                               ledger_path):
+    import sqlite3
+
+    fake_openai.tool_arguments = ['{"city": 5}', '{"city": "Paris"}']
+    r = requests.post(gateway.v1 + "/chat/completions", json={"model": "gpt-fake",
+                                                              **TOOLS_BODY})
+    assert r.status_code == 200
+    with sqlite3.connect(ledger_path) as db:
+        cost, doc = db.execute("SELECT cost_usd, attempts FROM requests WHERE id = ?",
+                               (r.headers["x-request-id"],)).fetchone()
+    first = json.loads(doc)[0]
+    assert first["status"] == 502 and first["error"].startswith("the arguments")
+    assert first["completion_tokens"] > 0 and first["cost_usd"] > 0
+    answer = r.json()["usage"]
+    assert answer["cost"] == pytest.approx(cost) == pytest.approx(
+        float(r.headers["x-hybridgate-cost"]))
+    assert cost > first["cost_usd"]  # both answers are in it
+
+
 def test_still_invalid_after_the_reask_is_a_clear_502(gateway, fake_openai):
     fake_openai.tool_arguments = '{"city": 5}'
     r = requests.post(gateway.v1 + "/chat/completions", json={"model": "gpt-fake",

@@ -36,6 +36,8 @@ class GatewayError(Exception):
         # lists) and how long it asked us to wait (Retry-After), in seconds.
         self.upstream_status: int | None = None
         self.retry_after: float | None = None
+        # An answer the gateway did not use still cost its tokens (execute notes them)
+        self.usage: object = None
 
 
 class InvalidRequest(GatewayError):

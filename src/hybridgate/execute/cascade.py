@@ -38,6 +38,7 @@ class LowConfidence(UpstreamError):
         super().__init__(message)
         self.answer = answer
         self.upstream_status = 200
+        self.usage = getattr(answer, "usage", None)
 
 
 class Confidence:

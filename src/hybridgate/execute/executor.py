@@ -61,6 +61,10 @@ class Attempt:
     status: int  # 200, or the upstream's error status (else the one we mapped it to)
     error: str | None
     ms: float
+    # an answer that was not used (invalid, or unsure in a cascade) still cost its
+    # tokens: its usage, and the provider's kind to price it with (the ledger does)
+    usage: Any = None
+    kind: str | None = None
 
 
 @dataclass(slots=True)
@@ -205,7 +209,11 @@ class Executor:
             resp = await asyncio.wait_for(self._call_once(p, r), remaining)
             if isinstance(req, ChatRequest):
                 if self.models[p.name].output_checks:
-                    checks.check_chat(req, resp)
+                    try:
+                        checks.check_chat(req, resp)
+                    except checks.InvalidOutput as e:
+                        e.usage = getattr(resp, "usage", None)
+                        raise
                 confidence, resp.confidence = resp.confidence, UNSET
                 plan.confidence = None if confidence is UNSET else confidence
                 rule = plan.cascade
@@ -273,7 +281,8 @@ class Executor:
                 except GatewayError as e:
                     plan.attempts.append(Attempt(name, e.upstream_status or e.status,
                                                  e.message,
-                                                 (time.perf_counter() - t0) * 1000))
+                                                 (time.perf_counter() - t0) * 1000,
+                                                 e.usage, self.registry.providers[name].kind))
                     if _is_context_error(e):
                         last = e
                         queue = [c for c in plan.context if c not in tried] + queue

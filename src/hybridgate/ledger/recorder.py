@@ -175,10 +175,37 @@ class Tracker:
                                          seconds)
         return self.costs
 
+    def attempts_doc(self) -> tuple[str | None, float]:
+        """The attempts as JSON (when there was more than one), and what the answers
+        that were not used cost (priced like the served one: tokens, or a local
+        engine's seconds)."""
+        if len(self.attempts) <= 1:
+            return None, 0.0
+        out, wasted = [], 0.0
+        for a in self.attempts:
+            doc: dict[str, Any] = {"model": a.model, "status": a.status, "error": a.error,
+                                   "ms": round(a.ms, 3)}
+            usage = getattr(a, "usage", None)
+            if usage is not None:
+                prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
+                completion = int(getattr(usage, "completion_tokens", 0) or 0)
+                seconds = getattr(usage, "engine_seconds", UNSET)
+                cost = self.recorder.costs(
+                    a.model, a.kind, prompt, 0, completion,
+                    a.ms / 1000 if seconds is UNSET else seconds).cost_usd
+                doc.update(prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost)
+                wasted += cost or 0.0
+            out.append(doc)
+        return _ENCODE(out).decode(), wasted
+
     def _record(self, status: int, error: str | None) -> Record:
         prompt, cached, completion = self.usage
         costs = self.costs or Costs(None, None, None)
         latency = time.perf_counter() - self.t0
+        attempts, wasted = self.attempts_doc()
+        cost = costs.cost_usd if self.costs else (0.0 if status >= 400 else None)
+        if wasted:  # the request cost what its unused answers did, too
+            cost = (cost or 0.0) + wasted
         return Record(
             id=self.id, ts=self.ts, requested_model=self.requested_model,
             endpoint=self.endpoint, status=status, user_id=self.user, key_id=self.key_id,
@@ -187,13 +214,11 @@ class Tracker:
             cached_tokens=cached, completion_tokens=completion,
             tokens_source=self.tokens_source, latency_ms=latency * 1000,
             ttft_ms=self.ttft * 1000 if self.ttft is not None else None,
-            cost_usd=costs.cost_usd if self.costs else (0.0 if status >= 400 else None),
+            cost_usd=cost,
             baseline_cost_usd=costs.baseline_cost_usd, energy_j=costs.energy_j,
             error=error, route_score=self.route_score, route_decision=self.route_decision,
             route_text=self.route_text, attempt=max(1, len(self.attempts)),
-            attempts=_ENCODE([{"model": a.model, "status": a.status, "error": a.error,
-                               "ms": round(a.ms, 3)} for a in self.attempts]).decode()
-            if len(self.attempts) > 1 else None)
+            attempts=attempts)
 
     def stream_record(self, prompt_chars: Callable[[], int] | None,
                       on_end: Callable[[Any, str], None]) -> StreamRecord:
