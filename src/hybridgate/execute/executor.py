@@ -206,7 +206,8 @@ class Executor:
         """A whole, valid answer from the first candidate that gives one (a chat answer
         goes through the output checks)."""
         async def once(p: Provider, r: Any, remaining: float) -> Any:
-            resp = await asyncio.wait_for(self._call_once(p, r), remaining)
+            async with asyncio.timeout(remaining):  # (wait_for would cost a task)
+                resp = await self._call_once(p, r)
             if isinstance(req, ChatRequest):
                 if self.models[p.name].output_checks:
                     try:

@@ -46,6 +46,7 @@ class Routes:
         self.policy_fallbacks = {m.name: tuple(m.content_policy_fallbacks)
                                  for m in config.models}
         self.names = tuple(entries)  # in config order, as /v1/models lists them
+        self._plans: dict[tuple, tuple[tuple[str, ...], ...]] = {}  # see plan()
         self.models = frozenset(entries)
         self.local = local
         # Route groups load their router file now: a broken file fails start-up, loudly.
@@ -101,7 +102,16 @@ class Routes:
     def plan(self, model: str, allowed: frozenset[str] | None, local_only: bool,
              group: RouteGroup | None = None, decision: Decision | None = None,
              text: str = "", partner: str | None = None) -> Choice:
-        """``model`` and everything that may stand in for it, in order."""
+        """``model`` and everything that may stand in for it, in order (the lists depend
+        only on the config and the key: worked out once per combination)."""
+        key = (model, allowed, local_only, partner)
+        lists = self._plans.get(key)
+        if lists is None:
+            lists = self._plans[key] = self._stand_ins(*key)
+        return Choice(model, group, decision, text, *lists)
+
+    def _stand_ins(self, model: str, allowed: frozenset[str] | None, local_only: bool,
+                   partner: str | None) -> tuple[tuple[str, ...], ...]:
         chain = [model, *self.fallbacks[model]]
         if partner is not None:
             chain += [partner, *self.fallbacks[partner]]
@@ -112,10 +122,9 @@ class Routes:
             return ((allowed is None or name in allowed)
                     and (not local_only or name in self.local))
 
-        return Choice(model, group, decision, text,
-                      tuple(dict.fromkeys(n for n in chain if n == model or ok(n))),
-                      tuple(dict.fromkeys(n for n in context if ok(n))),
-                      tuple(dict.fromkeys(n for n in policy if ok(n))))
+        return (tuple(dict.fromkeys(n for n in chain if n == model or ok(n))),
+                tuple(dict.fromkeys(n for n in context if ok(n))),
+                tuple(dict.fromkeys(n for n in policy if ok(n))))
 
     def visible(self, allowed: frozenset[str] | None) -> tuple[list[str], list[str]]:
         """What /v1/models lists for a caller: the models it may use, and the route
