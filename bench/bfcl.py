@@ -15,6 +15,10 @@ Modes (each a model in one gateway config, all through /v1/chat/completions with
 - ``constrained``  checks on and ``auto_tool_grammar``: text, or calls valid by grammar
 - ``cascade``      a route group, weak = constrained 0.5B, strong = Qwen2.5-Coder-1.5B
                    (both local), ``cascade: true``: escalated when invalid or unsure
+                   (the least confident 30%, ``cascade_share`` 0.3, the default)
+
+Also there, not run by default: ``strong`` (the 1.5B alone, constrained) and
+``cascade-half`` (``cascade_share: 0.5``).
 
 A call is *invalid* when its arguments are not a JSON object that validates against the
 declared tool's parameters (BFCL's correctness is stricter: the right values too).
@@ -67,7 +71,9 @@ def config(ledger: Path) -> str:
             f"  - name: constrained\n    model: '{weak}'\n{local}    auto_tool_grammar: true\n"
             f"  - name: strong\n    model: '{strong}'\n{local}    auto_tool_grammar: true\n"
             "routes:\n"
-            "  - {name: cascade, weak: constrained, strong: strong, cascade: true}\n")
+            "  - {name: cascade, weak: constrained, strong: strong, cascade: true}\n"
+            "  - {name: cascade-half, weak: constrained, strong: strong, cascade: true,\n"
+            "     cascade_share: 0.5}\n")
 
 
 def load(category: str, limit: int | None) -> list[tuple[dict, Any]]:
@@ -162,7 +168,7 @@ def summarize(paths: list[str]) -> None:
         esc = sum("escalated=" in r["route"] for r in items)
         secs = [r["s"] for r in items if "s" in r]
         print(f"| {category} | {mode} | {n} | {sum(r['ok'] for r in items) / n:.3f} | {bad} "
-              f"| {f'{esc / n:.0%}' if mode == 'cascade' else '-'} | "
+              f"| {f'{esc / n:.0%}' if mode.startswith('cascade') else '-'} | "
               f"{f'{sum(secs) / len(secs):.1f}' if secs else '-'} |")
 
 
@@ -217,7 +223,7 @@ def main() -> None:
                             "calls": [[c.function.name, c.function.arguments]
                                       for c in calls]}) + "\n")
                 n = len(items)
-                esc = f"{escalated / n:.0%}" if mode == "cascade" else "-"
+                esc = f"{escalated / n:.0%}" if mode.startswith("cascade") else "-"
                 print(f"| {category} | {mode} | {n} | {right / n:.3f} | {bad} | {esc} | "
                       f"{(time.perf_counter() - t0) / n:.1f} |"
                       + (f" ({errors} errors)" if errors else ""), flush=True)

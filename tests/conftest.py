@@ -158,6 +158,13 @@ models:
     num_retries: 2
     idle_timeout: 0.3
     content_policy_fallbacks: [claude-fake]
+  - name: gpt-unchecked
+    provider: openai
+    base_url: {fake_openai.url}/v1
+    api_key: ${{TEST_OPENAI_KEY}}
+    model: gpt-fake
+    num_retries: 0
+    output_checks: false
   - name: gpt-with-fallback
     provider: openai
     base_url: http://127.0.0.1:9/v1

@@ -198,3 +198,13 @@ def test_a_held_stream_that_must_call_but_answers_in_text_is_invalid():
     with pytest.raises(InvalidOutput, match="requires a tool call") as e:
         check_stream(r, held)
     assert e.value.answer == "no call"
+
+
+def test_with_output_checks_off_an_invalid_call_passes_as_it_is(gateway, fake_openai):
+    """For measuring what a model does on its own (bench/bfcl.py's "off")."""
+    fake_openai.tool_arguments = '{"city": 5}'
+    r = requests.post(gateway.v1 + "/chat/completions", json={"model": "gpt-unchecked",
+                                                              **TOOLS_BODY})
+    assert r.status_code == 200 and r.headers["x-hybridgate-attempts"] == "1"
+    call = r.json()["choices"][0]["message"]["tool_calls"][0]
+    assert json.loads(call["function"]["arguments"]) == {"city": 5}

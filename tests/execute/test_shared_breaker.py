@@ -68,7 +68,7 @@ def test_a_failed_probe_reopens_for_another_cooldown():
     asyncio.run(main())
 
 
-def test_unreachable_redis_falls_back_to_this_process():
+def test_unreachable_redis_falls_back_to_this_process(caplog):
     async def main():
         client = redis_asyncio.Redis.from_url("redis://127.0.0.1:1/0", socket_timeout=0.2,
                                               socket_connect_timeout=0.2)
@@ -80,6 +80,8 @@ def test_unreachable_redis_falls_back_to_this_process():
         assert await b.allow() == DENY  # ...and the local breaker still protects
         await client.aclose()
     asyncio.run(main())
+    warned = [r for r in caplog.records if "Redis unreachable" in r.getMessage()]
+    assert len(warned) == 1  # said once, not per request
 
 
 def _serve(cfg, port):
