@@ -163,3 +163,22 @@ def test_feedback_only_on_your_own_requests(keyed):
     assert other.status_code == 404
     own = requests.post(gw.v1 + "/feedback", json=body, headers={"x-api-key": TEAM})
     assert own.status_code == 200
+
+
+def test_the_messages_api_takes_x_api_key_and_the_same_rules(keyed):
+    """The anthropic SDK sends x-api-key: same keys, same allowlists, Anthropic's shape."""
+    import anthropic
+
+    gw, _ = keyed
+
+    def claude(key: str) -> anthropic.Anthropic:
+        return anthropic.Anthropic(base_url=gw.url, api_key=key, max_retries=0)
+
+    body = {"max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
+    assert claude(ADMIN).messages.create(model="frontier", **body).content[0].text
+    with pytest.raises(anthropic.AuthenticationError) as e:
+        claude("sk-not-a-key").messages.create(model="frontier", **body)
+    assert e.value.body["error"]["type"] == "authentication_error"
+    with pytest.raises(anthropic.PermissionDeniedError) as e:
+        claude(TEAM).messages.create(model="frontier", **body)  # outside the interns' list
+    assert e.value.body["error"]["type"] == "permission_error"

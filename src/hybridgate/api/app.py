@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from hybridgate.api.anthropic_routes import AnthropicRoutes
 from hybridgate.api.errors import error_response
 from hybridgate.api.openai_routes import OpenAIRoutes
 from hybridgate.config.settings import Config
@@ -85,6 +86,7 @@ def create_app(config: Config) -> Starlette:
         log.warning("listening on %s with no gateway keys: anyone who can reach it can use "
                     "every model; add `keys:` to the config", config.server.host)
     api = OpenAIRoutes(pipeline, config.server.max_body_bytes)
+    anthropic = AnthropicRoutes(api)
 
     async def healthz(request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
@@ -106,6 +108,8 @@ def create_app(config: Config) -> Starlette:
         Route("/v1/completions", _guard(api.completions), methods=["POST"]),
         Route("/v1/embeddings", _guard(api.embeddings), methods=["POST"]),
         Route("/v1/feedback", _guard(api.feedback), methods=["POST"]),
+        Route("/v1/messages", _guard(anthropic.messages), methods=["POST"]),
+        Route("/v1/messages/count_tokens", _guard(anthropic.count_tokens), methods=["POST"]),
         Route("/v1/models", _guard(api.list_models), methods=["GET"]),
         Route("/v1/models/{model:path}", _guard(api.get_model), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),

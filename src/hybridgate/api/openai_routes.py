@@ -39,7 +39,8 @@ def _cost_header(cost: float | None) -> str:
     return "unknown" if cost is None else f"{cost:.10f}".rstrip("0").rstrip(".") or "0"
 
 
-def _headers(out: Outcome) -> dict[str, str]:
+def response_headers(out: Outcome) -> dict[str, str]:
+    """The gateway's headers on an answer, whichever dialect asked."""
     h = {"x-hybridgate-model": out.model, "x-request-id": out.request_id,
          "x-hybridgate-attempts": str(out.attempts)}
     if out.route is not None:
@@ -93,8 +94,8 @@ class OpenAIRoutes:
         if out.rest is not None:
             assert out.held is not None and out.record is not None
             return sse_response(out.held, out.rest, req.wants_usage_chunk, out.record,
-                                _headers(out))
-        return _json(encode(out.response), _headers(out))
+                                response_headers(out))
+        return _json(encode(out.response), response_headers(out))
 
     async def chat_completions(self, request: Request) -> Response:
         return await self._serve(request, "chat", ChatRequest, check_chat)
