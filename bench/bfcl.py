@@ -153,23 +153,32 @@ def summarize(paths: list[str]) -> None:
         for line in Path(path).read_text().splitlines():
             r = json.loads(line)
             rows.setdefault((r["category"], r["mode"]), []).append(r)
-    print("| category | mode | n | accuracy | invalid calls | escalated | s/question |")
-    print("|---|---|---|---|---|---|---|")
+    print(HEADER)
     for (category, mode), items in rows.items():
         if category not in questions:
             questions[category] = {q["id"]: q for q, _ in load(category, None)}
-        bad = 0
-        for r in items:
+        for r in items:  # recounted: older runs' lines have no "invalid"
             tools = tools_of(questions[category][r["id"]]["function"])
-            calls = [types.SimpleNamespace(function=types.SimpleNamespace(
-                name=name, arguments=args)) for name, args in r["calls"]]
-            bad += invalid(calls, tools)
-        n = len(items)
-        esc = sum("escalated=" in r["route"] for r in items)
-        secs = [r["s"] for r in items if "s" in r]
-        print(f"| {category} | {mode} | {n} | {sum(r['ok'] for r in items) / n:.3f} | {bad} "
-              f"| {f'{esc / n:.0%}' if mode.startswith('cascade') else '-'} | "
-              f"{f'{sum(secs) / len(secs):.1f}' if secs else '-'} |")
+            r["invalid"] = invalid([types.SimpleNamespace(function=types.SimpleNamespace(
+                name=name, arguments=args)) for name, args in r["calls"]], tools)
+        print(row(category, mode, items))
+
+
+HEADER = ("| category | mode | n | accuracy | invalid calls | escalated | s/question |\n"
+          "|---|---|---|---|---|---|---|")
+
+
+def row(category: str, mode: str, items: list[dict]) -> str:
+    """One table row from the answers' records (as --out writes them)."""
+    n = len(items)
+    esc = sum("escalated=" in r["route"] for r in items)
+    secs = [r["s"] for r in items if "s" in r]
+    errors = sum(r["route"].startswith("error:") for r in items)
+    return (f"| {category} | {mode} | {n} | {sum(r['ok'] for r in items) / n:.3f} | "
+            f"{sum(r['invalid'] for r in items)} | "
+            f"{f'{esc / n:.0%}' if mode.startswith('cascade') else '-'} | "
+            f"{f'{sum(secs) / len(secs):.1f}' if secs else '-'} |"
+            + (f" ({errors} errors)" if errors else ""))
 
 
 def main() -> None:
@@ -194,13 +203,11 @@ def main() -> None:
         wait_http(f"http://127.0.0.1:{port}/readyz", timeout=600)
         client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none",
                         timeout=600, max_retries=0)
-        print("| category | mode | n | accuracy | invalid calls | escalated | s/question |")
-        print("|---|---|---|---|---|---|---|")
+        print(HEADER)
         for category in args.categories.split(","):
             items = load(category, args.limit or None)
             for mode in args.modes.split(","):
-                right = bad = escalated = errors = 0
-                t0 = time.perf_counter()
+                records = []
                 for q, answer in items:
                     tools = tools_of(q["function"])
                     t1 = time.perf_counter()
@@ -208,25 +215,16 @@ def main() -> None:
                         calls, route, headers = ask(client, mode, q, tools)
                         conf = headers.get("x-hybridgate-confidence")
                     except Exception as e:  # noqa: BLE001 - an error answer counts wrong
-                        errors += 1
                         calls, route, conf = [], f"error: {type(e).__name__}: {e}", None
-                    ok = grade(category, q, answer, calls)
-                    right += ok
-                    wrong_shape = invalid(calls, tools)
-                    bad += wrong_shape
-                    escalated += "escalated=" in route
+                    records.append({
+                        "category": category, "mode": mode, "id": q["id"],
+                        "ok": grade(category, q, answer, calls), "route": route,
+                        "confidence": conf, "invalid": invalid(calls, tools),
+                        "s": round(time.perf_counter() - t1, 2),
+                        "calls": [[c.function.name, c.function.arguments] for c in calls]})
                     if out:
-                        out.write(json.dumps({
-                            "category": category, "mode": mode, "id": q["id"], "ok": ok,
-                            "route": route, "confidence": conf, "invalid": wrong_shape,
-                            "s": round(time.perf_counter() - t1, 2),
-                            "calls": [[c.function.name, c.function.arguments]
-                                      for c in calls]}) + "\n")
-                n = len(items)
-                esc = f"{escalated / n:.0%}" if mode.startswith("cascade") else "-"
-                print(f"| {category} | {mode} | {n} | {right / n:.3f} | {bad} | {esc} | "
-                      f"{(time.perf_counter() - t0) / n:.1f} |"
-                      + (f" ({errors} errors)" if errors else ""), flush=True)
+                        out.write(json.dumps(records[-1]) + "\n")
+                print(row(category, mode, records), flush=True)
     finally:
         if out:
             out.close()

@@ -221,14 +221,10 @@ class Pipeline:
         t.ttft = time.perf_counter() - t.t0
         usage = getattr(out.response, "usage", None)
         if usage:
-            costs = t.set_usage(usage)
-            cost = costs.cost_usd
-            _, wasted = t.attempts_doc()  # answers asked for and not used cost too
-            if wasted:
-                cost = (cost or 0.0) + wasted
+            costs = t.set_usage(usage)  # with what unused answers cost (see attempts)
             if hasattr(usage, "cost"):  # chat and completions (embeddings' usage has none)
-                usage.cost = cost
-            out.cost, out.priced = cost, True
+                usage.cost = costs.cost_usd
+            out.cost, out.priced = costs.cost_usd, True
         elif not isinstance(req, EmbeddingRequest):  # an upstream that reports no usage
             costs = t.estimate_usage(_prompt_chars(req), _response_chars(out.response))
             out.cost, out.priced, out.estimated = costs.cost_usd, True, True

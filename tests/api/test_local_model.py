@@ -188,6 +188,9 @@ def test_schema_strings_exclude_raw_control_characters():
     rules = dict(line.split(" ::= ", 1) for line in grammar.splitlines())
     assert rules["char"].startswith('[^"\\\\\\x7F\\x00-\\x1F]')
     assert rules["string"] == '"\\"" char{0,300} "\\"" space'  # bounded by the budget
+    from hybridgate.providers.local.constraints import string_bound
+
+    assert string_bound(300) == 300 and string_bound(100_000) == 2000  # at most 2,000
 
 
 def test_json_object_mode(client):

@@ -92,6 +92,18 @@ def test_structured_output_is_checked_like_json_schema(claude, fake_openai):
     assert sent["type"] == "json_schema" and sent["json_schema"]["schema"] == schema
 
 
+def test_fields_without_a_chat_twin_are_dropped_not_refused(claude, fake_openai):
+    claude.messages.create(model="gpt-fake", max_tokens=16,
+                           thinking={"type": "enabled", "budget_tokens": 1024},
+                           extra_body={"top_k": 5}, system=[
+                               {"type": "text", "text": "Be brief.",
+                                "cache_control": {"type": "ephemeral"}}],
+                           messages=[{"role": "user", "content": "x"}])
+    body = fake_openai.requests[-1]["body"]
+    assert not {"top_k", "thinking", "cache_control"} & set(body)
+    assert body["messages"][0] == {"role": "system", "content": "Be brief."}
+
+
 def _events(gateway, **body):
     with requests.post(gateway.url + "/v1/messages", stream=True, timeout=30, json={
             "max_tokens": 64, "stream": True, **body}) as r:

@@ -283,3 +283,26 @@ def test_content_policy_refusals_are_told_apart_from_other_400s(body, policy):
 
     e = status_error("x", 400, body)
     assert e.status == 400 and (e.code == "content_filter") == policy
+
+
+def test_idle_timeout_bounds_any_stream_whatever_its_provider():
+    """The bound wraps the stream execute hands on, so a local model's stream gets it
+    the same way as a remote one's."""
+    import asyncio
+
+    from hybridgate.core.errors import UpstreamTimeout
+    from hybridgate.execute.executor import _idle_bounded
+
+    async def chunks():
+        yield "a"
+        await asyncio.sleep(5)
+        yield "b"
+
+    async def main():
+        got = []
+        with pytest.raises(UpstreamTimeout, match="idle_timeout"):
+            async for item in _idle_bounded(chunks(), 0.2, "local"):
+                got.append(item)
+        return got
+
+    assert asyncio.run(main()) == ["a"]

@@ -12,7 +12,7 @@ import sqlite3
 import pytest
 import requests
 
-from hybridgate.execute.cascade import PRIOR, WARMUP, Confidence
+from hybridgate.execute.cascade import PRIOR, WARMUP, WINDOW, Confidence
 
 MSG = [{"role": "user", "content": "Say hello."}]
 
@@ -29,6 +29,15 @@ def test_the_threshold_is_the_share_quantile_of_recent_answers():
     assert rule.threshold() == pytest.approx(-0.74)  # a quarter of them lie below
     assert decisions[:WARMUP] == [i / 100 > 0.1 for i in range(WARMUP)]  # by the prior
     assert rule.escalate(-0.9)[0] and not rule.escalate(-0.1)[0]
+
+
+def test_only_the_last_window_of_answers_counts():
+    rule = Confidence("weak", share=0.5, threshold=None)
+    for _ in range(WINDOW):
+        rule.escalate(-5.0)  # an old, very unsure stretch...
+    for _ in range(WINDOW):
+        rule.escalate(-0.1)  # ...pushed out by the last 500
+    assert WINDOW == 500 and rule.threshold() == -0.1
 
 
 def test_a_fixed_threshold_learns_nothing():

@@ -6,9 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import subprocess
-import sys
-import time
 import uuid
 
 import pytest
@@ -84,61 +81,40 @@ def test_unreachable_redis_falls_back_to_this_process(caplog):
     assert len(warned) == 1  # said once, not per request
 
 
-def _serve(cfg, port):
-    return subprocess.Popen([sys.executable, "-m", "hybridgate.cli.main", "serve", "--config",
-                             str(cfg), "--port", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-
-
-def _ready(url):
-    for _ in range(150):
-        try:
-            if requests.get(url + "/readyz", timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{url} never became ready")
-
-
 def test_a_breaker_opened_by_one_gateway_protects_another(tmp_path, fake_openai):
     """Two gateway processes, one Redis: the first sees the dead upstream fail until its
     breaker opens; the second's first request skips the dead upstream without trying it."""
     from tests.conftest import OPENAI_KEY
-    from tests.ledger.helpers import free_port
+    from tests.ledger.helpers import GatewayProcess
 
     dead = _name()
-    procs, urls = [], []
+    gateways = []
     for i in range(2):
-        cfg = tmp_path / f"c{i}.yaml"
-        cfg.write_text(f"""
-redis: {URL}
-breaker: {{min_requests: 2, failure_ratio: 0.5, cooldown: 300}}
-ledger: {{url: 'sqlite:///{tmp_path / f"l{i}.db"}'}}
-models:
-  - {{name: {dead}, provider: openai, base_url: 'http://127.0.0.1:9/v1', num_retries: 0,
-      fallbacks: [ok]}}
-  - {{name: ok, provider: openai, base_url: '{fake_openai.url}/v1', api_key: {OPENAI_KEY},
-      model: gpt-fake}}
-""")
-        port = free_port()
-        procs.append(_serve(cfg, port))
-        urls.append(f"http://127.0.0.1:{port}")
+        home = tmp_path / f"g{i}"
+        home.mkdir()
+        gateways.append(GatewayProcess(home, fake_openai.url, {}, config={
+            "redis": URL,
+            "breaker": {"min_requests": 2, "failure_ratio": 0.5, "cooldown": 300},
+            "ledger": {"url": f"sqlite:///{home / 'l.db'}"},
+            "models": [
+                {"name": dead, "provider": "openai", "base_url": "http://127.0.0.1:9/v1",
+                 "num_retries": 0, "fallbacks": ["ok"]},
+                {"name": "ok", "provider": "openai", "base_url": fake_openai.url + "/v1",
+                 "api_key": OPENAI_KEY, "model": "gpt-fake"}]}))
     try:
-        for url in urls:
-            _ready(url)
+        for g in gateways:
+            g.wait("/readyz")
         body = {"model": dead, "messages": [{"role": "user", "content": "hi"}]}
         for _ in range(2):
-            r = requests.post(urls[0] + "/v1/chat/completions", json=body, timeout=10)
+            r = requests.post(gateways[0].url + "/v1/chat/completions", json=body, timeout=10)
             assert r.status_code == 200 and r.headers["x-hybridgate-model"] == "ok"
-        r = requests.post(urls[1] + "/v1/chat/completions", json=body, timeout=10)
+        r = requests.post(gateways[1].url + "/v1/chat/completions", json=body, timeout=10)
         assert r.status_code == 200 and r.headers["x-hybridgate-model"] == "ok"
         rid = r.headers["x-request-id"]
     finally:
-        for p in procs:
-            p.terminate()
-            p.wait(15)
-    with sqlite3.connect(tmp_path / "l1.db") as db:
+        for g in gateways:
+            g.stop()
+    with sqlite3.connect(tmp_path / "g1" / "l.db") as db:
         steps = json.loads(db.execute("SELECT attempts FROM requests WHERE id = ?",
                                       (rid,)).fetchone()[0])
     assert steps[0]["model"] == dead and steps[0]["error"] == "circuit breaker open"

@@ -29,13 +29,16 @@ def free_port() -> int:
 
 
 class GatewayProcess:
-    def __init__(self, tmp: Path, upstream_url: str, ledger: dict, workers: int = 1) -> None:
+    def __init__(self, tmp: Path, upstream_url: str, ledger: dict, workers: int = 1,
+                 config: dict | None = None) -> None:
+        """``config``: the whole config instead of one model on ``upstream_url``."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cfg = {"ledger": ledger,
-               "prices": [{"id": "gpt-fake", "input": 1.0, "output": 2.0}],
-               "models": [{"name": "gpt-fake", "provider": "openai",
-                           "base_url": upstream_url + "/v1", "api_key": OPENAI_KEY}]}
+        cfg = config or {"ledger": ledger,
+                         "prices": [{"id": "gpt-fake", "input": 1.0, "output": 2.0}],
+                         "models": [{"name": "gpt-fake", "provider": "openai",
+                                     "base_url": upstream_url + "/v1",
+                                     "api_key": OPENAI_KEY}]}
         path = tmp / "gateway.yaml"
         path.write_text(yaml.safe_dump(cfg))
         self.log = open(tmp / "gateway.log", "wb")  # noqa: SIM115

@@ -17,31 +17,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from hybridgate.api import anthropic_dialect as wire
-from hybridgate.api.body import read_body
-from hybridgate.api.errors import from_validation
+from hybridgate.api.body import decode, read_body
 from hybridgate.api.openai_routes import OpenAIRoutes, response_headers
 from hybridgate.api.sse import EventStream
 from hybridgate.api.validate import check_chat
-from hybridgate.core.errors import GatewayError, InvalidRequest
+from hybridgate.core.errors import GatewayError
 from hybridgate.ledger.recorder import StreamRecord
 from hybridgate.pipeline import Call
-
-_decode = msgspec.json.Decoder().decode
-
-
-def _read(body: bytes, kind: type) -> Any:
-    if not body:
-        raise InvalidRequest("request body is empty; expected a JSON object")
-    try:
-        doc = _decode(body)
-    except msgspec.DecodeError as e:
-        raise InvalidRequest(f"request body is not valid JSON: {e}") from None
-    if not isinstance(doc, dict):
-        raise InvalidRequest("request body must be a JSON object")
-    try:
-        return msgspec.convert(doc, kind)
-    except msgspec.ValidationError as e:
-        raise from_validation(e) from None
 
 
 def error_response(err: GatewayError) -> Response:
@@ -89,7 +71,7 @@ class AnthropicRoutes:
         who = self.api._caller(request)
         deadline = self.api._deadline(request)
         body = await read_body(request, self.api.limit)
-        areq: wire.MessagesRequest = _read(body, wire.MessagesRequest)
+        areq = decode(body, wire.MessagesRequest)
         req = wire.to_chat(areq)
         out = await self.pipeline.run(Call("chat", req, who, self.api._local_only(request),
                                            len(body), check_chat, deadline))
@@ -113,8 +95,7 @@ class AnthropicRoutes:
         what the prompt, system and tool definitions will take."""
         try:
             who = self.api._caller(request)
-            creq: wire.CountRequest = _read(await read_body(request, self.api.limit),
-                                            wire.CountRequest)
+            creq = decode(await read_body(request, self.api.limit), wire.CountRequest)
             self.pipeline.routes.pinned(creq.model, who.allowed)  # 404 / 403 as /messages
             chars = sum(len(m.text()) + sum(len(c.function.arguments)
                                             for c in m.tool_calls or ())

@@ -47,7 +47,8 @@ def decode(body: bytes, kind: type[T]) -> T:
     except msgspec.ValidationError as e:
         raise from_validation(e) from None
     fields = kind.__struct_fields__  # type: ignore[attr-defined]
-    extra = {k: v for k, v in doc.items() if k not in fields}
-    if extra:
-        obj.extra = extra  # type: ignore[attr-defined]
+    if "extra" in fields:  # kinds that pass unknown fields on (OpenAI's requests)
+        extra = {k: v for k, v in doc.items() if k not in fields}
+        if extra:
+            obj.extra = extra  # type: ignore[attr-defined]
     return obj

@@ -150,6 +150,7 @@ class SharedBreaker:
                  prefix: str = "hybridgate:breaker:") -> None:
         self.cfg = cfg
         self.keys = [f"{prefix}{model}:state", f"{prefix}{model}:window"]
+        self.redis = redis
         self._allow = redis.register_script(_ALLOW)
         self._record = redis.register_script(_RECORD)
         self.local = Breaker(cfg)  # stands in while Redis is unreachable
@@ -189,7 +190,7 @@ class SharedBreaker:
             self.local.note(ok)
 
     async def state(self) -> str:
-        doc = await self._allow.registered_client.hgetall(self.keys[0])
+        doc = await self.redis.hgetall(self.keys[0])
         if not doc:
             return "closed"
         return "half-open" if b"probe" in doc else "open"

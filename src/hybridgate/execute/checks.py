@@ -84,10 +84,24 @@ def _check_calls(calls: list[ToolCall], tools: dict[str, Any], named: str | None
                                 f"'{call.function.name}'")
 
 
+def _must_call(req: ChatRequest) -> bool:
+    """tool_choice required, or a named function, with tools offered."""
+    return bool(offered(req)) and (req.tool_choice == "required" or _named(req) is not None)
+
+
+def _check_text(req: ChatRequest, msg: Any, calls: list[ToolCall]) -> None:
+    """An answer without calls: one was required, or it must be response_format's JSON."""
+    if calls:
+        return
+    if _must_call(req):
+        raise InvalidOutput("tool_choice requires a tool call and the model answered "
+                            "with text")
+    _check_format(req, msg)
+
+
 def check_chat(req: ChatRequest, resp: ChatResponse) -> None:
     """Raises InvalidOutput (its ``answer`` set, for a re-ask); repairs syntax in place."""
     tools, named = offered(req), _named(req)
-    must_call = bool(tools) and (req.tool_choice == "required" or named is not None)
     for choice in resp.choices:
         if choice.finish_reason == "length":
             continue  # cut off at max_tokens, as asked: returned as it is (like OpenAI)
@@ -95,11 +109,7 @@ def check_chat(req: ChatRequest, resp: ChatResponse) -> None:
         calls = msg.tool_calls if isinstance(msg.tool_calls, list) else []
         try:
             _check_calls(calls, tools, named)
-            if must_call and not calls:
-                raise InvalidOutput("tool_choice requires a tool call and the model "
-                                    "answered with text")
-            if not calls:
-                _check_format(req, msg)
+            _check_text(req, msg, calls)
         except InvalidOutput as e:
             e.answer = said(msg.content, calls)
             raise
@@ -128,11 +138,9 @@ def hold(req: ChatRequest) -> int:
     must be a call or JSON (tool_choice required / named, response_format json_object /
     json_schema), its ``CALLS`` when tools are offered, else nothing."""
     fmt = req.response_format
-    tools = offered(req)
-    if (fmt is not None and fmt.type != "text") or (tools and (
-            req.tool_choice == "required" or _named(req) is not None)):
+    if (fmt is not None and fmt.type != "text") or _must_call(req):
         return ALL
-    return CALLS if tools else NOTHING
+    return CALLS if offered(req) else NOTHING
 
 
 NOTHING, CALLS, ALL = 0, 1, 2
@@ -161,15 +169,9 @@ def check_stream(req: ChatRequest, held: list[Any]) -> None:
     if cut:
         return  # cut off at max_tokens, as asked: passed on as it is
     content = "".join(d.content for d in text)
+    msg = Message(role="assistant", content=content)
     try:
-        if calls:
-            return
-        tools = offered(req)
-        if tools and (req.tool_choice == "required" or _named(req) is not None):
-            raise InvalidOutput("tool_choice requires a tool call and the model "
-                                "answered with text")
-        msg = Message(role="assistant", content=content)
-        _check_format(req, msg)
+        _check_text(req, msg, calls)
     except InvalidOutput as e:
         e.answer = said(content, calls)
         raise

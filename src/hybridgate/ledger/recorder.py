@@ -118,7 +118,7 @@ class Tracker:
 
     __slots__ = ("recorder", "id", "ts", "t0", "endpoint", "requested_model", "stream", "user",
                  "key_id", "route", "provider", "usage", "ttft", "costs", "tokens_source", "done",
-                 "route_score", "route_decision", "route_text", "attempts")
+                 "route_score", "route_decision", "route_text", "attempts", "_priced")
 
     def __init__(self, recorder: Recorder, endpoint: str, requested_model: str, stream: bool,
                  user: str | None, key_id: str | None = None) -> None:
@@ -142,6 +142,7 @@ class Tracker:
         self.route_decision: str | None = None
         self.route_text: str | None = None
         self.attempts: list[Any] = []  # execute's Attempt records, in order
+        self._priced: tuple[str | None, float] | None = None  # see _attempts_priced
 
     def served_by(self, route: str, provider: str) -> None:
         self.route, self.provider = route, provider
@@ -171,41 +172,46 @@ class Tracker:
             usage.engine_seconds = UNSET  # internal: never sent to the client
         else:
             seconds = time.perf_counter() - self.t0
-        self.costs = self.recorder.costs(self.route, self.provider, prompt, cached, completion,
-                                         seconds)
-        return self.costs
+        costs = self.recorder.costs(self.route, self.provider, prompt, cached, completion,
+                                    seconds)
+        wasted = self._attempts_priced()[1]  # answers asked for and not used cost too
+        if wasted:
+            costs = Costs((costs.cost_usd or 0.0) + wasted, costs.baseline_cost_usd,
+                          costs.energy_j)
+        self.costs = costs
+        return costs
 
-    def attempts_doc(self) -> tuple[str | None, float]:
+    def _attempts_priced(self) -> tuple[str | None, float]:
         """The attempts as JSON (when there was more than one), and what the answers
         that were not used cost (priced like the served one: tokens, or a local
-        engine's seconds)."""
+        engine's seconds). Worked out once, after execute has finished."""
         if len(self.attempts) <= 1:
             return None, 0.0
-        out, wasted = [], 0.0
-        for a in self.attempts:
-            doc: dict[str, Any] = {"model": a.model, "status": a.status, "error": a.error,
-                                   "ms": round(a.ms, 3)}
-            usage = getattr(a, "usage", None)
-            if usage is not None:
-                prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
-                completion = int(getattr(usage, "completion_tokens", 0) or 0)
-                seconds = getattr(usage, "engine_seconds", UNSET)
-                cost = self.recorder.costs(
-                    a.model, a.kind, prompt, 0, completion,
-                    a.ms / 1000 if seconds is UNSET else seconds).cost_usd
-                doc.update(prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost)
-                wasted += cost or 0.0
-            out.append(doc)
-        return _ENCODE(out).decode(), wasted
+        if self._priced is None:
+            out, wasted = [], 0.0
+            for a in self.attempts:
+                doc: dict[str, Any] = {"model": a.model, "status": a.status,
+                                       "error": a.error, "ms": round(a.ms, 3)}
+                if a.usage is not None:
+                    prompt = int(getattr(a.usage, "prompt_tokens", 0) or 0)
+                    completion = int(getattr(a.usage, "completion_tokens", 0) or 0)
+                    seconds = getattr(a.usage, "engine_seconds", UNSET)
+                    cost = self.recorder.costs(
+                        a.model, a.kind, prompt, 0, completion,
+                        a.ms / 1000 if seconds is UNSET else seconds).cost_usd
+                    doc.update(prompt_tokens=prompt, completion_tokens=completion,
+                               cost_usd=cost)
+                    wasted += cost or 0.0
+                out.append(doc)
+            self._priced = _ENCODE(out).decode(), wasted
+        return self._priced
 
     def _record(self, status: int, error: str | None) -> Record:
         prompt, cached, completion = self.usage
         costs = self.costs or Costs(None, None, None)
         latency = time.perf_counter() - self.t0
-        attempts, wasted = self.attempts_doc()
-        cost = costs.cost_usd if self.costs else (0.0 if status >= 400 else None)
-        if wasted:  # the request cost what its unused answers did, too
-            cost = (cost or 0.0) + wasted
+        attempts, wasted = self._attempts_priced()
+        cost = costs.cost_usd if self.costs else (wasted if status >= 400 or wasted else None)
         return Record(
             id=self.id, ts=self.ts, requested_model=self.requested_model,
             endpoint=self.endpoint, status=status, user_id=self.user, key_id=self.key_id,

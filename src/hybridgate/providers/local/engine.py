@@ -40,7 +40,7 @@ class SamplingParams:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     grammar: LlamaGrammar | None = None
-    confidence: bool = False  # sum the sampled tokens' log-probabilities (a cascade's)
+    confidence: bool = False  # keep the sampled tokens' log-probabilities (a cascade's)
 
 
 @dataclass(slots=True)
@@ -50,9 +50,8 @@ class GenerationResult:
     completion_tokens: int
     finish_reason: str  # "stop", "length" or "cancelled"
     seconds: float = 0.0  # time on the model thread (prefill + decode), queueing excluded
-    logprob_sum: float | None = None  # with ``confidence``: over the sampled tokens
     # with ``confidence``: (token text, log-probability) per sampled token
-    token_logprobs: list[tuple[str, float]] = field(default_factory=list)
+    token_logprobs: list[tuple[str, float]] | None = None
 
     @property
     def confidence(self) -> float | None:
@@ -61,13 +60,12 @@ class GenerationResult:
         a call's values), or None when not measured. Chosen on BFCL simple_python (an
         AUC of 0.81 for telling right calls from wrong against 0.74 for the plain mean;
         docs/benchmarks.md), not on the categories the cascade is judged on."""
-        if self.logprob_sum is None or not self.completion_tokens:
+        if not self.token_logprobs:
             return None
         content = [lp for text, lp in self.token_logprobs
                    if text.strip() and not set(text.strip()) <= _STRUCTURE]
-        if not content:
-            return self.logprob_sum / self.completion_tokens
-        return sum(content) / len(content)
+        every = content or [lp for _, lp in self.token_logprobs]
+        return sum(every) / len(every)
 
 
 class Engine:
@@ -174,8 +172,7 @@ class Engine:
         produced = 0
         finish = "length"
         vocab = self.llm._model.vocab
-        logprob = 0.0 if params.confidence else None
-        seen: list[tuple[str, float]] = []
+        seen: list[tuple[str, float]] | None = [] if params.confidence else None
         gen: Iterator[int] = self.llm.generate(
             tokens, temp=params.temperature, top_p=params.top_p,
             presence_penalty=params.presence_penalty,
@@ -190,10 +187,8 @@ class Engine:
                     break
                 produced += 1
                 raw = self.llm.detokenize([token])
-                if logprob is not None:
-                    lp = self._logprob(token)
-                    logprob += lp
-                    seen.append((raw.decode("utf-8", "replace"), lp))
+                if seen is not None:
+                    seen.append((raw.decode("utf-8", "replace"), self._logprob(token)))
                 piece = text.feed(raw)
                 if piece:
                     parts.append(piece)
@@ -211,7 +206,7 @@ class Engine:
                 parts.append(tail)
                 emit(tail)
         return GenerationResult("".join(parts), len(tokens), produced, finish,
-                                logprob_sum=logprob, token_logprobs=seen)
+                                token_logprobs=seen)
 
     def _logprob(self, token: int) -> float:
         """log p(token) under the model's own distribution (temperature 1, no grammar)
