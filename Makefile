@@ -18,7 +18,7 @@ install: $(BIN)/python
 
 install-test: $(BIN)/python
 	scripts/install_llama.sh $(BIN)/pip
-	$(BIN)/pip install -q -e '.[embeddings,transformers,test]'
+	$(BIN)/pip install -q -e '.[embeddings,transformers,tracing,test]'
 
 serve: install
 	$(BIN)/hybridgate models pull $(MODEL)
@@ -33,7 +33,7 @@ lint: install-test
 	$(BIN)/ruff check src tests bench
 
 bench: install-test
-	$(BIN)/pip install -q -e '.[embeddings,transformers,bench,test]'
+	$(BIN)/pip install -q -e '.[embeddings,transformers,tracing,bench,test]'
 	$(BIN)/python bench/overhead.py
 
 clean:

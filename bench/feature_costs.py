@@ -5,6 +5,8 @@ hybridgate with the features switched on one at a time.
     +key          gateway key checked on every request
     +key+router   model "auto": policies and the learned router pick weak or strong
     full          the above and the SQLite ledger, committing before every reply
+                  (and Prometheus metrics, on by default; tracing off)
+    full-nometrics  full with ``server.metrics: false``: what counting costs
 
 With ``direct`` (the fake upstream) and ``passthrough`` (bench/passthrough.py, the
 Starlette + aiohttp floor) beside them. wrk, alternating targets, medians of rounds.
@@ -35,7 +37,9 @@ from overhead import (
 def configs(upstream: str, ledger_db: Path) -> dict[str, str]:
     return {"bare": hg_config(upstream), "+key": hg_config(upstream, key=True),
             "+key+router": hg_config(upstream, key=True, router=True),
-            "full": full_config(upstream, ledger_db)}
+            "full": full_config(upstream, ledger_db),
+            "full-nometrics": full_config(upstream, ledger_db.with_name("ledger-nm.db"))
+            + "server: {metrics: false}\n"}
 
 
 def main() -> None:
@@ -64,7 +68,7 @@ def main() -> None:
         for name in configs(up, tmp).keys():
             wait_http(f"http://127.0.0.1:{ports[name]}/healthz", 60)
         targets = {n: (f"http://127.0.0.1:{p}/v1/chat/completions",
-                       script("auto" if "router" in n or n == "full" else "bench",
+                       script("auto" if "router" in n or n.startswith("full") else "bench",
                               args.stream))
                    for n, p in ports.items()}
         run_table(targets, [int(c) for c in args.conns.split(",")], args.seconds,

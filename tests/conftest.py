@@ -106,7 +106,7 @@ def gateway_config(fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic, ledge
     os.environ["TEST_ANTHROPIC_KEY"] = ANTHROPIC_KEY
     doc = yaml.safe_load(f"""
 server: {{max_body_bytes: 1048576, retry_backoff: 0.01}}
-ledger: {{url: "{ledger_url}"}}
+ledger: {{url: "{ledger_url}", store: true}}
 breaker: {{enabled: false}}   # tests/execute has its own gateway for the breaker
 prices:
   - {{id: gpt-fake, input: 1.0, cached_input: 0.5, output: 2.0}}

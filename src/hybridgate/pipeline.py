@@ -3,13 +3,17 @@
 The API layer turns a wire format into a ``Call`` (core types) and back; everything in
 between happens here, in this order:
 
-    1. gate      ``admit``: key -> principal (tenant, allowlist), before the body is read
+    1. gate      ``admit``: key -> principal (tenant, allowlist, limits), before the
+                 body is read
     2. record    a Tracker opens the request's ledger row (every request gets one)
     3. check     the dialect's own validation of the decoded request
     4. ledger    up?  (required mode: refuse rather than serve unrecorded)
     5. route     guard + routing: residency, personal data, allowlist, the learned router
                  -> the *names* of the models that may serve it, in order: the choice,
                  its fallbacks (``routing.resolve``)
+    5b. limits   the tenant's and key's budgets and rate limits: the request's worst
+                 case is reserved in Redis across every candidate it may reach, or a
+                 429 (``gate/limits``); settled to the real cost once it ends
     6. execute   attempts until one answers: retries, fallbacks, breakers, the request's
                  deadline (``execute``)
     7. record    usage priced, every attempt noted, the row committed before the answer
@@ -34,13 +38,18 @@ from hybridgate.core.logs import access_log
 from hybridgate.core.types import ChatRequest, CompletionRequest, EmbeddingRequest
 from hybridgate.execute import Executor, Plan
 from hybridgate.gate.auth import KeyTable, Principal
-from hybridgate.ledger.recorder import Recorder, StreamRecord, Tracker
+from hybridgate.gate.limits import Limiter
+from hybridgate.ledger.recorder import Recorder, StreamRecord, Tracker, default_url
+from hybridgate.ledger.stored import Keeper
+from hybridgate.observe.metrics import Metrics
+from hybridgate.observe.tracing import Tracing
 from hybridgate.providers.registry import Registry
 from hybridgate.routing.resolve import Choice, Routes
 
 # Bodies above this size are routed (PII scan, router features) on a worker thread, so a
 # large or adversarial prompt never holds the event loop; small ones stay inline (cheap).
 OFFLOOP_BYTES = 64 * 1024
+DEFAULT_OUTPUT = 4096  # a request's output limit, for its budget hold, when none is known
 
 Request = ChatRequest | CompletionRequest | EmbeddingRequest
 
@@ -49,13 +58,14 @@ Request = ChatRequest | CompletionRequest | EmbeddingRequest
 class Call:
     """One decoded request, as every stage sees it."""
 
-    endpoint: str  # "chat" | "completions" | "embeddings"
+    endpoint: str  # the API asked (the ledger says so): "chat", "messages", "responses", ...
     request: Request
     principal: Principal
     local_only: bool = False  # x-hybridgate-residency: local
     size: int = 0  # body bytes
     check: Callable[[Any], None] | None = None  # the dialect's validation
     deadline: float | None = None  # seconds, from the client (x-hybridgate-deadline)
+    traceparent: str | None = None  # the client's W3C trace context (traces join it)
 
 
 @dataclass(slots=True)
@@ -74,6 +84,7 @@ class Outcome:
     estimated: bool = False  # the tokens are estimated (the upstream sent no usage)
     attempts: int = 1
     confidence: float | None = None  # a local model's mean token log-probability
+    limits: dict[str, str] | None = None  # x-ratelimit-* headers
 
 
 def _prompt_chars(req: Request) -> int:
@@ -102,10 +113,19 @@ class Pipeline:
         self.keys = KeyTable(config)
         self.registry = Registry(config)  # providers, built once
         self.routes = Routes(config, self.registry.local_names)  # names only
-        self.execute = Executor(self.registry, config)
+        self.metrics = Metrics(config.server.metrics)
+        self.registry.observe(self.metrics)  # local queue depth and speed
+        self.tracing = Tracing(config.tracing)
+        self.execute = Executor(self.registry, config, self.metrics.breaker_state)
         self.recorder = Recorder(config)
+        self.kept = Keeper(config, self.recorder.ledger)  # what clients ask to store
+        self.limits = Limiter(config, self.execute.redis, (config.ledger.url or default_url())
+                              if config.ledger.enabled else None)
+        self._settling: set[asyncio.Task[None]] = set()
         self.deadline = config.server.deadline
         self.model_deadline = {m.name: m.deadline for m in config.models}
+        self.default_out = {m.name: m.default_max_tokens for m in config.models
+                            if hasattr(m, "default_max_tokens")}
 
     async def start(self) -> None:
         await self.recorder.start()
@@ -115,6 +135,7 @@ class Pipeline:
         await self.execute.close()
         await self.registry.close()
         await self.recorder.close()
+        self.tracing.close()
 
     # ------------------------------------------------------------------ 1. gate
 
@@ -138,7 +159,11 @@ class Pipeline:
             plan = Plan(choice.candidates, choice.context, self._deadline(call, choice),
                         policy=choice.policy, cascade=self._cascade(choice))
             t.attempts = plan.attempts
+            if self.limits.enabled:
+                t.grant = await self._reserve(t, call, plan)
             out = Outcome(t.id, choice.model, route)
+            if t.grant is not None:
+                out.limits = t.grant.headers
             if stream:
                 assert isinstance(req, ChatRequest | CompletionRequest)
                 # execute read the stream up to its first output before we answer, so a
@@ -147,13 +172,15 @@ class Pipeline:
                 provider, (out.held, out.rest) = await self.execute.stream(plan, req)
                 self._served(t, out, provider, plan)
                 out.record = t.stream_record(lambda: _prompt_chars(req),
-                                             lambda usage, status: self._log(t, status, usage))
+                                             lambda usage, status: self._ended(t, status, usage,
+                                                                               call=call))
                 return out
             provider, out.response = await self.execute.call(plan, req)
             self._served(t, out, provider, plan)
             self._record_answer(t, out, req)
             await t.commit(200)
-            self._log(t, 200, getattr(out.response, "usage", None))
+            self._ended(t, "200", getattr(out.response, "usage", None), call=call,
+                        resp=out.response)
             return out
         except GatewayError as e:
             e.headers = {**e.headers, "x-request-id": t.id}
@@ -162,9 +189,40 @@ class Pipeline:
                 t.served_by(last.name, last.kind)
             if t.attempts:
                 e.headers["x-hybridgate-attempts"] = str(len(t.attempts))
-            if await t.commit(e.status, e.message):
-                self._log(t, e.status)
+            if t.grant is not None:
+                e.headers = {**t.grant.headers, **e.headers}
+            if await t.commit(e.status, e.message) or self.recorder.ledger is None:
+                self._ended(t, f"error:{e.status}", error=e.code or e.type, call=call)
             raise
+
+    # ------------------------------------------------------------------ 5b. limits
+
+    async def _reserve(self, t: Tracker, call: Call, plan: Plan) -> Any:
+        """Hold the request's worst case: its prompt (about four characters a token)
+        and its output limit (the model's default; 4,096 where a model has none) at the
+        dearest candidate it may reach, until its deadline."""
+        req = call.request
+        prompt = -(-_prompt_chars(req) // 4) if not isinstance(req, EmbeddingRequest) \
+            else -(-len(str(req.input)) // 4)
+        limit = getattr(req, "token_limit", None) or getattr(req, "max_tokens", None)
+        worst, tokens = 0.0, prompt
+        for name in (*plan.candidates, *plan.context, *plan.policy):
+            p = self.registry.providers[name]
+            out = 0 if isinstance(req, EmbeddingRequest) else \
+                limit or self.default_out.get(name, DEFAULT_OUTPUT)
+            tokens = max(tokens, prompt + out)
+            worst = max(worst, self.recorder.worst_cost(name, p.kind, prompt, out))
+        return await self.limits.reserve(t.id, call.principal, tokens, worst,
+                                          plan.deadline - time.monotonic() + 60)
+
+    def _settle(self, t: Tracker) -> None:
+        """Release the hold and count the real cost (a task: the answer is not kept
+        waiting on Redis)."""
+        cost = t.costs.cost_usd if t.costs is not None else 0.0
+        task = asyncio.ensure_future(self.limits.settle(t.grant, cost,
+                                                        t.usage[0] + t.usage[2]))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
 
     # ------------------------------------------------------------------ 5. route
 
@@ -229,10 +287,30 @@ class Pipeline:
             costs = t.estimate_usage(_prompt_chars(req), _response_chars(out.response))
             out.cost, out.priced, out.estimated = costs.cost_usd, True, True
 
-    @staticmethod
-    def _log(t: Tracker, status: Any, usage: Any = None) -> None:
+    def _ended(self, t: Tracker, status: str, usage: Any = None, error: str | None = None,
+               call: Call | None = None, resp: Any = None) -> None:
+        """Once per request, when it is over: the access-log line, the metrics and the
+        trace. ``status``: "200", "error:<status>" or "cancelled" (the client left)."""
+        end = time.perf_counter()
+        seconds = end - t.t0
+        if t.grant is not None:
+            self._settle(t)
         prompt = getattr(usage, "prompt_tokens", None) if usage else None
         completion = getattr(usage, "completion_tokens", None) if usage else None
         access_log.add("%s id=%s model=%s served=%s status=%s ms=%.1f prompt_tokens=%s "
                        "completion_tokens=%s", t.endpoint, t.id, t.requested_model, t.route,
-                       status, (time.perf_counter() - t.t0) * 1000, prompt, completion)
+                       status, seconds * 1000, prompt, completion)
+        if not (self.metrics.enabled or self.tracing.enabled):
+            return
+        if status == "200":
+            code = 200
+        elif status == "cancelled":
+            code, error = 499, "cancelled"
+        else:
+            code = int(status.partition(":")[2])
+            error = error or str(code)
+        if self.metrics.enabled:
+            self.metrics.request(t, code, seconds, error)
+        if self.tracing.enabled:
+            self.tracing.request(t, code, end, error, call and call.request, resp,
+                                 call and call.traceparent)

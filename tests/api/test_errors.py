@@ -96,7 +96,8 @@ def test_unknown_model_is_404(gateway):
 
 
 def test_wrong_method_is_405(gateway):
-    assert_error(requests.get(gateway.url + "/v1/chat/completions"), 405)
+    assert_error(requests.put(gateway.url + "/v1/chat/completions"), 405)
+    assert_error(requests.get(gateway.url + "/v1/embeddings"), 405)
 
 
 def test_unknown_path_is_404(gateway):

@@ -181,7 +181,7 @@ def test_the_ledger_records_a_messages_request(claude, ledger_path):
     with sqlite3.connect(ledger_path) as db:
         row = db.execute("SELECT endpoint, route, status, completion_tokens FROM requests "
                          "WHERE id = ?", (raw.headers["x-request-id"],)).fetchone()
-    assert row[0] == "chat" and row[1] == "gpt-fake" and row[2] == 200 and row[3] > 0
+    assert row[0] == "messages" and row[1] == "gpt-fake" and row[2] == 200 and row[3] > 0
 
 
 @pytest.mark.slow
@@ -199,3 +199,72 @@ def test_an_anthropic_upstream_behind_the_messages_api(claude, fake_anthropic):
                                  messages=[{"role": "user", "content": "hello"}])
     assert msg.content[0].type == "text" and msg.content[0].text
     assert fake_anthropic.requests[-1]["body"]["messages"][0]["role"] == "user"
+
+
+def test_models_list_in_anthropics_shape_for_the_anthropic_sdk(claude, client):
+    everything = [m.id for m in claude.models.list(limit=1000)]
+    assert "gpt-fake" in everything and "claude-fake" in everything
+    assert everything == [m.id for m in client.models.list()]  # the same models, both shapes
+    page = claude.models.list(limit=2)
+    assert [m.type for m in page.data] == ["model", "model"] and page.has_more
+    assert page.data[0].created_at.year >= 2026
+    assert [m.id for m in claude.models.list(limit=3)] == everything  # pages follow after_id
+    before = claude.models.list(limit=2, before_id=everything[3])
+    assert [m.id for m in before.data] == everything[1:3]
+    assert claude.models.retrieve("gpt-fake").display_name == "gpt-fake"
+    with pytest.raises(anthropic.NotFoundError) as e:
+        claude.models.retrieve("no-such-model")
+    assert e.value.body["type"] == "error"
+    with pytest.raises(anthropic.BadRequestError):
+        claude.models.list(limit=0)
+
+
+THINK = {"type": "enabled", "budget_tokens": 1024}
+CACHED_SYSTEM = [{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}]
+
+
+def test_an_anthropic_upstream_gets_the_request_and_gives_the_answer_as_they_came(
+        claude, fake_anthropic):
+    hello = [{"role": "user", "content": [
+        {"type": "text", "text": "hello", "cache_control": {"type": "ephemeral"}}]}]
+    msg = claude.messages.create(model="claude-fake", max_tokens=2048, extra_body={"top_k": 5},
+                                 thinking=THINK, metadata={"user_id": "u-1"},
+                                 system=CACHED_SYSTEM, messages=hello)
+    sent = fake_anthropic.requests[-1]["body"]
+    assert sent["model"] == "claude-sonnet-4-5"  # the upstream's own name for it
+    assert sent["top_k"] == 5 and sent["thinking"] == THINK
+    assert sent["metadata"] == {"user_id": "u-1"}
+    assert sent["system"] == CACHED_SYSTEM and sent["messages"] == hello
+    assert [b.type for b in msg.content] == ["thinking", "text"]
+    assert msg.content[0].signature == "sig-fake-1"
+    assert msg.usage.cache_read_input_tokens == 2
+    # the next turn hands the thinking block back; it reaches the upstream unchanged
+    turn = [*hello, {"role": "assistant", "content": [b.model_dump() for b in msg.content]},
+            {"role": "user", "content": "and then?"}]
+    claude.messages.create(model="claude-fake", max_tokens=2048, thinking=THINK,
+                           messages=turn)
+    assert fake_anthropic.requests[-1]["body"]["messages"][1]["content"][0] == {
+        "type": "thinking", "thinking": "thinking about hello", "signature": "sig-fake-1"}
+
+
+def test_an_anthropic_upstreams_stream_is_passed_through(gateway, claude, ledger_path):
+    with claude.messages.stream(model="claude-fake", max_tokens=2048, thinking=THINK,
+                                messages=[{"role": "user", "content": "hi there"}]) as s:
+        kinds = [e.type for e in s]
+        final = s.get_final_message()
+    assert [b.type for b in final.content] == ["thinking", "text"]
+    assert final.content[0].thinking == "thinking about hi there"
+    assert final.content[0].signature == "sig-fake-1"
+    assert final.content[1].text == "echo: hi there"
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+    assert final.usage.output_tokens == 7 and final.stop_reason == "end_turn"
+    # recorded like any other request: the row has the upstream's usage
+    r = requests.post(gateway.url + "/v1/messages", timeout=10, json={
+        "model": "claude-fake", "max_tokens": 64, "stream": True,
+        "messages": [{"role": "user", "content": "count me"}]})
+    rid = r.headers["x-request-id"]
+    assert r.text.rstrip().endswith('data: {"type": "message_stop"}')
+    with sqlite3.connect(ledger_path) as db:
+        row = db.execute("SELECT prompt_tokens, completion_tokens, endpoint FROM requests "
+                         "WHERE id = ?", (rid,)).fetchone()
+    assert row == (13, 7, "messages")

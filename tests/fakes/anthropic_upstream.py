@@ -2,6 +2,8 @@
 
 Same script as the OpenAI fake: text "echo: <last user text>", or a tool_use block
 when ``tool_choice`` asks for one (``any`` / ``tool``) or the user says "use a tool".
+With ``thinking`` on, a thinking block (with its signature) comes first, streamed with
+``thinking_delta`` and ``signature_delta`` as Anthropic does.
 """
 
 from __future__ import annotations
@@ -71,6 +73,9 @@ class FakeAnthropic(FakeServer):
         else:
             content = [{"type": "text", "text": f"echo: {text}"}]
             stop = "end_turn"
+        if (body.get("thinking") or {}).get("type") in ("enabled", "adaptive"):
+            content.insert(0, {"type": "thinking", "thinking": f"thinking about {text}",
+                               "signature": "sig-fake-1"})
         usage = {"input_tokens": 11, "output_tokens": 7, "cache_read_input_tokens": 2,
                  "cache_creation_input_tokens": 0}
         msg = {"id": "msg_fake", "type": "message", "role": "assistant",
@@ -81,28 +86,44 @@ class FakeAnthropic(FakeServer):
         events = [_event("message_start", {"type": "message_start", "message": {
             **msg, "content": [], "stop_reason": None,
             "usage": {**usage, "output_tokens": 1}}}), _event("ping", {"type": "ping"})]
-        block = content[0]
+        index = 0
+        if content[0]["type"] == "thinking":
+            events += [
+                _event("content_block_start", {
+                    "type": "content_block_start", "index": 0,
+                    "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+                _event("content_block_delta", {
+                    "type": "content_block_delta", "index": 0,
+                    "delta": {"type": "thinking_delta", "thinking": content[0]["thinking"]}}),
+                _event("content_block_delta", {
+                    "type": "content_block_delta", "index": 0,
+                    "delta": {"type": "signature_delta",
+                              "signature": content[0]["signature"]}}),
+                _event("content_block_stop", {"type": "content_block_stop", "index": 0})]
+            index = 1
+        block = content[index]
         if block["type"] == "text":
             events.append(_event("content_block_start", {
-                "type": "content_block_start", "index": 0,
+                "type": "content_block_start", "index": index,
                 "content_block": {"type": "text", "text": ""}}))
             words = block["text"].split(" ")
             for i, w in enumerate(words):
                 piece = w if i == 0 else " " + w
                 events.append(_event("content_block_delta", {
-                    "type": "content_block_delta", "index": 0,
+                    "type": "content_block_delta", "index": index,
                     "delta": {"type": "text_delta", "text": piece}}))
         else:
             events.append(_event("content_block_start", {
-                "type": "content_block_start", "index": 0,
+                "type": "content_block_start", "index": index,
                 "content_block": {"type": "tool_use", "id": block["id"], "name": block["name"],
                                   "input": {}}}))
             raw = json.dumps(block["input"])
             for i in range(0, len(raw), 6):
                 events.append(_event("content_block_delta", {
-                    "type": "content_block_delta", "index": 0,
+                    "type": "content_block_delta", "index": index,
                     "delta": {"type": "input_json_delta", "partial_json": raw[i:i + 6]}}))
-        events.append(_event("content_block_stop", {"type": "content_block_stop", "index": 0}))
+        events.append(_event("content_block_stop", {"type": "content_block_stop",
+                                                     "index": index}))
         events.append(_event("message_delta", {
             "type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
             "usage": {"output_tokens": 7}}))

@@ -149,3 +149,21 @@ def test_html_report_renders_in_chromium(url, tmp_path):
     assert len(colors) > 500
     green = sum(n for n, (r_, g, b) in colors if g > 150 and r_ < 100 and b < 120)
     assert green > 500  # the "actual spend" line and fill were drawn
+
+
+def test_group_by_tenant_from_the_configs_keys(url, tmp_path):
+    tenants = {"team-a": "research", "team-b": "research"}
+    groups = {g.name: g for g in build(rows(url), 0, "tenant", tenants).groups}
+    assert groups["research"].requests == 10  # both keys' requests
+    groups = {g.name: g for g in build(rows(url), 0, "tenant", {"team-a": "r"}).groups}
+    assert (groups["r"].requests, groups["-"].requests) == (4, 6)  # "-": no tenant
+    cfg = tmp_path / "hg.yaml"
+    cfg.write_text(f"ledger: {{url: '{url}'}}\ntenants: [{{name: research}}]\n"
+                   "keys:\n  - {id: team-a, key: aaaaaaaaaaaaaaaaaaaa, tenant: research}\n")
+    r = cli("report", "--config", str(cfg), "--by", "tenant", "--since", "90d",
+            "--format", "json")
+    assert r.returncode == 0, r.stderr
+    by = {g["name"]: g["requests"] for g in json.loads(r.stdout)["groups"]}
+    assert by["research"] == 4  # team-a's; team-b has no tenant in this config
+    r = cli("report", "--ledger", url, "--by", "tenant")
+    assert r.returncode != 0 and "--config" in r.stderr

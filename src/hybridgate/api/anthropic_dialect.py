@@ -216,7 +216,9 @@ def messages(system: str | list[Block] | None, turns: list[AMessage]) -> list[Me
     return out
 
 
-def to_chat(req: MessagesRequest) -> ChatRequest:
+def to_chat(req: MessagesRequest, body: bytes | None = None) -> ChatRequest:
+    """``body``: the request as it came, kept for an Anthropic upstream to receive
+    unchanged (``ChatRequest.native``); every other model gets the translation."""
     tools, choice, parallel = _tools(req.tools, req.tool_choice)
     user = (req.metadata or {}).get("user_id")
     fmt = req.output_config.format if req.output_config else None
@@ -227,7 +229,8 @@ def to_chat(req: MessagesRequest) -> ChatRequest:
         tool_choice=choice, parallel_tool_calls=parallel, max_tokens=req.max_tokens,
         temperature=req.temperature, top_p=req.top_p,
         stop=list(req.stop_sequences) if req.stop_sequences else None,
-        stream=bool(req.stream) or None, user=user if isinstance(user, str) else None)
+        stream=bool(req.stream) or None, user=user if isinstance(user, str) else None,
+        native={"anthropic": body} if body is not None else msgspec.UNSET)
 
 
 # --------------------------------------------------------------------------- answers
@@ -250,6 +253,8 @@ def _stop(finish: str | None) -> str:
 
 
 def to_message(resp: ChatResponse, model: str, msg_id: str) -> dict[str, Any]:
+    if isinstance(resp.native, dict):  # an Anthropic upstream's own answer, unchanged
+        return resp.native
     choice = resp.choices[0]
     msg = choice.message
     content: list[dict[str, Any]] = []
@@ -301,6 +306,10 @@ class StreamEncoder:
         self.model = model
         self.id = msg_id
         self.started = False
+        # an Anthropic upstream's own events pass through (ChatChunk.native), all but
+        # the closing ones, which wait for end(): after the ledger row is committed
+        self.native: bool | None = None
+        self.tail: list[bytes] = []
         self.block: tuple[str, int] | None = None  # ("text", -1) or ("tool", call index)
         self.index = -1
         self.finish: str | None = None
@@ -329,9 +338,21 @@ class StreamEncoder:
                                                     "index": self.index,
                                                     "content_block": block})
 
+    def _passed(self, chunks: Any) -> bytes:
+        out = []
+        for chunk in chunks:
+            for kind, frame in chunk.native or ():
+                (self.tail if kind in ("message_delta", "message_stop") else out).append(frame)
+        return b"".join(out)
+
     def feed(self, item: Any) -> bytes:
+        chunks = item if isinstance(item, list) else (item,)
+        if self.native is None and chunks:
+            self.native = isinstance(chunks[0].native, list)
+        if self.native:
+            return self._passed(chunks)
         out = [] if self.started else [self._start()]
-        for chunk in item if isinstance(item, list) else (item,):
+        for chunk in chunks:
             if chunk.usage:
                 self.usage = chunk.usage
             for c in chunk.choices[:1]:
@@ -357,8 +378,13 @@ class StreamEncoder:
                     self.finish = c.finish_reason
         return b"".join(out)
 
+    def error(self, err: GatewayError) -> bytes:
+        return error_event(err)
+
     def end(self) -> bytes:
         """After the whole stream was read (and its record committed)."""
+        if self.native and self.tail:
+            return b"".join(self.tail)
         out = [] if self.started else [self._start()]
         out.append(self._close())
         u = self.usage

@@ -12,12 +12,13 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from hybridgate.api.anthropic_routes import AnthropicRoutes
 from hybridgate.api.errors import error_response
 from hybridgate.api.openai_routes import OpenAIRoutes
+from hybridgate.api.responses_routes import ResponsesRoutes
 from hybridgate.config.settings import Config
 from hybridgate.core.errors import (
     GatewayError,
@@ -26,11 +27,22 @@ from hybridgate.core.errors import (
     NotFound,
     PayloadTooLarge,
 )
+from hybridgate.observe.metrics import process_exit
 from hybridgate.pipeline import Pipeline
+from hybridgate.ui.routes import Dashboard
 
 log = logging.getLogger("hybridgate.api")
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _by_dialect(anthropic: Handler, openai: Handler) -> Handler:
+    """One path both SDKs call (``/v1/models``): each gets its own shape."""
+
+    async def endpoint(request: Request) -> Response:
+        return await (anthropic if AnthropicRoutes.speaks(request) else openai)(request)
+
+    return endpoint
 
 
 def _guard(handler: Handler) -> Handler:
@@ -61,11 +73,11 @@ class GatewayApp(Starlette):
     profile. Everything else (404s, 405s, path parameters, lifespan) goes the usual way.
     """
 
-    def __init__(self, routes: list[Route], **kwargs: Any) -> None:
+    def __init__(self, routes: list[BaseRoute], **kwargs: Any) -> None:
         super().__init__(routes=routes, **kwargs)
         self.hot: dict[tuple[str, str], Handler] = {
-            (method, r.path): r.endpoint for r in routes if "{" not in r.path
-            for method in r.methods or ()}
+            (method, r.path): r.endpoint for r in routes
+            if isinstance(r, Route) and "{" not in r.path for method in r.methods or ()}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -87,6 +99,7 @@ def create_app(config: Config) -> Starlette:
                     "every model; add `keys:` to the config", config.server.host)
     api = OpenAIRoutes(pipeline, config.server.max_body_bytes)
     anthropic = AnthropicRoutes(api)
+    responses = ResponsesRoutes(api)
 
     async def healthz(request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
@@ -103,15 +116,47 @@ def create_app(config: Config) -> Starlette:
         return Response(msgspec.json.encode(body), status_code=200 if ready else 503,
                         media_type="application/json")
 
+    async def metrics(request: Request) -> Response:
+        """Prometheus text format. With gateway keys configured, an admin key is needed
+        (Prometheus sends it as a bearer token) unless ``server.metrics_public``."""
+        if not pipeline.metrics.enabled:
+            raise NotFound("metrics are off (server.metrics: false)")
+        if pipeline.keys.enabled and not config.server.metrics_public:
+            pipeline.keys.authenticate_admin(request.headers.get("authorization"),
+                                             request.headers.get("x-api-key"))
+        body, kind = pipeline.metrics.scrape()
+        return Response(body, media_type=kind)
+
+    dashboard = Dashboard(config, pipeline.keys)
     routes = [
         Route("/v1/chat/completions", _guard(api.chat_completions), methods=["POST"]),
+        Route("/v1/chat/completions", _guard(api.stored.list), methods=["GET"]),
+        Route("/v1/chat/completions/{completion_id}", _guard(api.stored.retrieve),
+              methods=["GET"]),
+        Route("/v1/chat/completions/{completion_id}", _guard(api.stored.update),
+              methods=["POST"]),
+        Route("/v1/chat/completions/{completion_id}", _guard(api.stored.delete),
+              methods=["DELETE"]),
+        Route("/v1/chat/completions/{completion_id}/messages", _guard(api.stored.messages),
+              methods=["GET"]),
         Route("/v1/completions", _guard(api.completions), methods=["POST"]),
         Route("/v1/embeddings", _guard(api.embeddings), methods=["POST"]),
         Route("/v1/feedback", _guard(api.feedback), methods=["POST"]),
         Route("/v1/messages", _guard(anthropic.messages), methods=["POST"]),
         Route("/v1/messages/count_tokens", _guard(anthropic.count_tokens), methods=["POST"]),
-        Route("/v1/models", _guard(api.list_models), methods=["GET"]),
-        Route("/v1/models/{model:path}", _guard(api.get_model), methods=["GET"]),
+        Route("/v1/responses", _guard(responses.create), methods=["POST"]),
+        Route("/v1/responses/input_tokens", _guard(responses.input_tokens),
+              methods=["POST"]),
+        Route("/v1/responses/{response_id}", _guard(responses.retrieve), methods=["GET"]),
+        Route("/v1/responses/{response_id}", _guard(responses.delete), methods=["DELETE"]),
+        Route("/v1/responses/{response_id}/input_items", _guard(responses.input_items),
+              methods=["GET"]),
+        Route("/v1/models", _guard(_by_dialect(anthropic.list_models, api.list_models)),
+              methods=["GET"]),
+        Route("/v1/models/{model:path}",
+              _guard(_by_dialect(anthropic.get_model, api.get_model)), methods=["GET"]),
+        Route("/metrics", _guard(metrics), methods=["GET"]),
+        *dashboard.routes(),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]
@@ -134,6 +179,7 @@ def create_app(config: Config) -> Starlette:
             yield
         finally:
             await pipeline.close()
+            process_exit()
 
     app = GatewayApp(routes=routes, lifespan=lifespan,
                      exception_handlers={HTTPException: http_error})

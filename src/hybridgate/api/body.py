@@ -41,7 +41,8 @@ def decode(body: bytes, kind: type[T]) -> T:
                              code="invalid_json") from None
     if not isinstance(doc, dict):
         raise InvalidRequest("request body must be a JSON object", code="invalid_json")
-    doc.pop("extra", None)  # our own field name; never taken from a client
+    doc.pop("extra", None)  # our own field names; never taken from a client
+    doc.pop("native", None)
     try:
         obj = msgspec.convert(doc, kind)
     except msgspec.ValidationError as e:

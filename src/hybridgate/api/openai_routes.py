@@ -8,11 +8,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
 from hybridgate.api.body import decode, read_body
 from hybridgate.api.sse import sse_response
+from hybridgate.api.stored_routes import StoredCompletions, stored_id
 from hybridgate.api.validate import check_chat, check_completion, check_embedding
 from hybridgate.core.errors import InvalidRequest, ModelNotFound, NotFound
 from hybridgate.core.types import (
@@ -27,8 +29,6 @@ from hybridgate.core.types import (
 from hybridgate.gate.auth import Principal
 from hybridgate.pipeline import Call, Outcome, Pipeline
 from hybridgate.routing.resolve import AUTO
-
-_STARTED = int(time.time())
 
 
 def _json(body: bytes, headers: dict[str, str] | None = None) -> Response:
@@ -51,6 +51,8 @@ def response_headers(out: Outcome) -> dict[str, str]:
         h["x-hybridgate-cost"] = _cost_header(out.cost)
     if out.estimated:
         h["x-hybridgate-tokens"] = "estimated"
+    if out.limits:
+        h.update(out.limits)
     return h
 
 
@@ -58,6 +60,8 @@ class OpenAIRoutes:
     def __init__(self, pipeline: Pipeline, max_body_bytes: int) -> None:
         self.pipeline = pipeline
         self.limit = max_body_bytes
+        self.started = int(time.time())  # the models' "created": when this gateway began
+        self.stored = StoredCompletions(pipeline.kept, self._caller, max_body_bytes)
 
     def _caller(self, request: Request) -> Principal:
         h = request.headers
@@ -83,18 +87,34 @@ class OpenAIRoutes:
                                  param="x-hybridgate-deadline")
         return value
 
+    def call(self, request: Request, endpoint: str, req: Any, who: Principal, size: int,
+             check: Any, deadline: float | None) -> Call:
+        """The pipeline's view of a decoded request, with the headers every dialect
+        shares (residency, deadline, the caller's trace context)."""
+        return Call(endpoint, req, who, self._local_only(request), size, check, deadline,
+                    request.headers.get("traceparent"))
+
     async def _serve(self, request: Request, endpoint: str, kind: type,
                      check: Any) -> Response:
         who = self._caller(request)
         deadline = self._deadline(request)
         body = await read_body(request, self.limit)
         req = decode(body, kind)
-        out = await self.pipeline.run(Call(endpoint, req, who, self._local_only(request),
-                                           len(body), check, deadline))
+        meta = self.stored.wanted(who, req) if isinstance(req, ChatRequest) else None
+        out = await self.pipeline.run(self.call(request, endpoint, req, who, len(body),
+                                                check, deadline))
         if out.rest is not None:
             assert out.held is not None and out.record is not None
-            return sse_response(out.held, out.rest, req.wants_usage_chunk, out.record,
-                                response_headers(out))
+            rest, on_end = out.rest, None
+            if meta is not None:  # store: true, allowed
+                rest, on_end = self.stored.keeping(who, req, meta, rest, out.held)
+            return sse_response(out.held, rest, req.wants_usage_chunk, out.record,
+                                response_headers(out), on_end)
+        if meta is not None:
+            doc = msgspec.to_builtins(out.response)
+            doc["id"] = stored_id()
+            await self.stored.keep(who, req, meta, doc)
+            return _json(msgspec.json.encode(doc), response_headers(out))
         return _json(encode(out.response), response_headers(out))
 
     async def chat_completions(self, request: Request) -> Response:
@@ -120,26 +140,26 @@ class OpenAIRoutes:
             raise NotFound(f"no request with id '{fb.request_id}'", param="request_id")
         return _json(b'{"ok":true}')
 
-    def _cards(self, who: Principal) -> dict[str, ModelCard]:
+    def cards(self, who: Principal) -> dict[str, ModelCard]:
         """The models and route names this caller may use, by id."""
         names, groups = self.pipeline.routes.visible(who.allowed)
         providers = self.pipeline.registry.providers
-        cards = {n: ModelCard(id=n, created=_STARTED, owned_by=providers[n].owned_by)
+        cards = {n: ModelCard(id=n, created=self.started, owned_by=providers[n].owned_by)
                  for n in names}
-        cards.update((g, ModelCard(id=g, created=_STARTED, owned_by="hybridgate"))
+        cards.update((g, ModelCard(id=g, created=self.started, owned_by="hybridgate"))
                      for g in groups)
         default = self.pipeline.routes.default
         if AUTO not in cards and default is not None and default in cards:
-            cards[AUTO] = ModelCard(id=AUTO, created=_STARTED, owned_by="hybridgate")
+            cards[AUTO] = ModelCard(id=AUTO, created=self.started, owned_by="hybridgate")
         return cards
 
     async def list_models(self, request: Request) -> Response:
-        cards = self._cards(self._caller(request))
+        cards = self.cards(self._caller(request))
         return _json(encode(ModelList(data=list(cards.values()))))
 
     async def get_model(self, request: Request) -> Response:
         name = request.path_params["model"]
-        card = self._cards(self._caller(request)).get(name)
+        card = self.cards(self._caller(request)).get(name)
         if card is None:
             raise ModelNotFound(f"the model '{name}' does not exist", param="model")
         return _json(encode(card))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
@@ -27,11 +27,13 @@ SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
 async def _frames(held: list[Any], rest: AsyncIterator[Any], include_usage: bool,
-                  record: StreamRecord) -> AsyncIterator[bytes]:
+                  record: StreamRecord, on_end: Callable[[], Awaitable[None]] | None
+                  ) -> AsyncIterator[bytes]:
     """OpenAI's framing: ``held`` (what the pipeline read before answering), then the
     rest of the stream; the usage chunk only if the client asked for it; ``[DONE]`` only
     after the record is committed; a mid-stream failure as a final error event without
-    ``[DONE]``. ``record`` sees every item on the way (no extra generator per chunk)."""
+    ``[DONE]``. ``record`` sees every item on the way (no extra generator per chunk);
+    ``on_end`` (storing the answer) runs after the commit, before ``[DONE]``."""
     see = record.see
     try:
         for item in held:
@@ -45,6 +47,8 @@ async def _frames(held: list[Any], rest: AsyncIterator[Any], include_usage: bool
             if frame:  # chunks that arrived together leave in one write
                 yield frame
         await record.finish()
+        if on_end is not None:
+            await on_end()
         yield DONE
     except GatewayError as e:
         # Headers are gone; OpenAI reports a mid-stream failure as an error event.
@@ -128,9 +132,59 @@ class EventStream(Response):
 
 
 def sse_response(held: list[Any], rest: AsyncIterator[Any], include_usage: bool,
-                 record: StreamRecord, headers: dict[str, str]) -> EventStream:
+                 record: StreamRecord, headers: dict[str, str],
+                 on_end: Callable[[], Awaitable[None]] | None = None) -> EventStream:
     async def abort() -> None:  # the client left before the first frame
         record.abandon()
         await rest.aclose()  # type: ignore[attr-defined]
 
-    return EventStream(_frames(held, rest, include_usage, record), headers, abort)
+    return EventStream(_frames(held, rest, include_usage, record, on_end), headers, abort)
+
+
+class Encoder(Protocol):
+    """A dialect's stream encoder: chat chunks in, its events out."""
+
+    def feed(self, item: Any) -> bytes: ...
+    def end(self) -> bytes: ...
+    def error(self, err: GatewayError) -> bytes: ...
+
+
+async def _encoded(held: list[Any], rest: AsyncIterator[Any], record: StreamRecord,
+                   enc: Encoder, on_end: Callable[[], Awaitable[None]] | None
+                   ) -> AsyncIterator[bytes]:
+    """Like ``_frames`` for dialects with their own events: the record sees every chunk
+    and is committed (and ``on_end`` run: storing the answer) before the final event; a
+    failure after the start is the dialect's error event."""
+    try:
+        for item in held:
+            record.see(item)
+            yield enc.feed(item)
+        async for item in rest:
+            record.see(item)
+            frame = enc.feed(item)
+            if frame:
+                yield frame
+        await record.finish()
+        tail = enc.end()
+        if on_end is not None:
+            await on_end()
+        yield tail
+    except GatewayError as e:
+        await record.fail(e)
+        yield enc.error(e)
+    except BaseException:
+        record.abandon()
+        raise
+    finally:
+        await rest.aclose()  # type: ignore[attr-defined]
+
+
+def encoded_response(held: list[Any], rest: AsyncIterator[Any], record: StreamRecord,
+                     enc: Encoder, headers: dict[str, str],
+                     on_end: Callable[[], Awaitable[None]] | None = None) -> EventStream:
+    """A stream in another dialect's events (Anthropic's, Responses')."""
+    async def abort() -> None:
+        record.abandon()
+        await rest.aclose()  # type: ignore[attr-defined]
+
+    return EventStream(_encoded(held, rest, record, enc, on_end), headers, abort)

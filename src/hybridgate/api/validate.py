@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import msgspec
+
 from hybridgate.core.errors import InvalidRequest
 from hybridgate.core.schemas import check_schema
-from hybridgate.core.types import ChatRequest, CompletionRequest, EmbeddingRequest
+from hybridgate.core.types import ChatRequest, CompletionRequest, EmbeddingRequest, Message
 
 MAX_STOPS = 4  # OpenAI's own limit
 MAX_STOP_CHARS = 1000  # held-back text is matched against every stop prefix per token
@@ -81,3 +85,14 @@ def check_embedding(req: EmbeddingRequest) -> None:
 def check_completion(req: CompletionRequest) -> None:
     _check_stop(req.stop_list)
     _check_inputs(req.prompt, "prompt")
+
+
+def estimate_input_tokens(messages: list[Message], tools: Any) -> int:
+    """What a prompt will take, for the count-tokens endpoints (Anthropic's, Responses'):
+    about four characters a token over the text, the tool calls and the tool
+    definitions, as the gateway estimates usage elsewhere. No tokenizer: the model may
+    be any upstream's."""
+    chars = sum(len(m.text()) + sum(len(c.function.arguments) for c in m.tool_calls or ())
+                for m in messages)
+    chars += sum(len(msgspec.json.encode(t)) for t in tools or ())
+    return -(-chars // 4)

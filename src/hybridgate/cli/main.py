@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import click
 import msgspec
@@ -23,6 +24,7 @@ from hybridgate.config.settings import (
     LocalModel,
     TransformersModel,
     default_config,
+    hybridgate_home,
     load_config,
 )
 from hybridgate.core.logs import configure_logging
@@ -71,6 +73,8 @@ def serve(config_path: str | None, host: str | None, port: int | None,
         raise click.ClickException(str(e)) from None
     configure_logging(cfg.server.log_format)
     _ensure_pulled(cfg, pull)
+    if workers > 1:
+        _metrics_dir(cfg.server.port)
     from hybridgate.routing.router import RouterFileError
 
     try:
@@ -89,6 +93,18 @@ def serve(config_path: str | None, host: str | None, port: int | None,
 
 
 _SERVE_ARGS = "HYBRIDGATE_SERVE_ARGS"
+_MULTIPROC = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's multiprocess mode
+
+
+def _metrics_dir(port: int) -> None:
+    """Workers write their metrics to files a scrape of any of them adds up; set before
+    prometheus-client is first imported, emptied so a restart starts from zero."""
+    if os.environ.get(_MULTIPROC):
+        return
+    path = hybridgate_home() / "metrics" / str(port)
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    os.environ[_MULTIPROC] = str(path)
 
 
 def build_config(config_path: str | None, host: str | None, port: int | None,

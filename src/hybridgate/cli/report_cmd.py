@@ -68,7 +68,12 @@ def report(since: str, by: str, fmt: str, html_out: str | None, config_path: str
         rows = load_rows(store, start)
     finally:
         store.close()
-    rep = build(rows, start, by)
+    if by == "tenant" and not config_path:
+        raise click.BadParameter("--by tenant needs --config (it maps keys to tenants)",
+                                 param_hint="--by")
+    tenants = {k.id: k.tenant for k in load_config(config_path).keys if k.tenant} \
+        if by == "tenant" and config_path else {}
+    rep = build(rows, start, by, tenants)
     if html_out:
         from hybridgate.ledger.html import render
 

@@ -40,6 +40,10 @@ class ServerConfig(Struct, kw_only=True, forbid_unknown_fields=True):
     deadline: Annotated[float, Meta(gt=0)] = 600.0
     retry_backoff: Annotated[float, Meta(ge=0)] = 0.25  # first wait; doubles, jittered
     retry_backoff_max: Annotated[float, Meta(ge=0)] = 8.0
+    metrics: bool = True  # count requests for GET /metrics (Prometheus)
+    # /metrics without a key even when gateway keys are configured (a scraper on a
+    # private network); otherwise it needs an admin key, as the dashboard does.
+    metrics_public: bool = False
 
 
 class BreakerConfig(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -211,17 +215,48 @@ class LedgerConfig(Struct, kw_only=True, forbid_unknown_fields=True):
     electricity_usd_per_kwh: Annotated[float, Meta(ge=0)] = 0.13
     max_batch: Annotated[int, Meta(ge=1)] = 512
     hardware: list[dict[str, Any]] = field(default_factory=list)  # extra hardware profiles
+    # Keep what clients ask to keep (Responses' store / previous_response_id, chat
+    # completions' store: true) for callers without a tenant; tenants set their own.
+    store: bool = False
 
 
-class Tenant(Struct, kw_only=True, forbid_unknown_fields=True):
+class TracingConfig(Struct, kw_only=True, forbid_unknown_fields=True):
+    """OpenTelemetry traces over OTLP/HTTP (the ``tracing`` extra). Off until an
+    endpoint is given: the gateway calls nothing it was not told to."""
+
+    endpoint: str | None = None  # e.g. http://collector:4318/v1/traces
+    service_name: str = "hybridgate"
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. a vendor's auth header
+    capture_content: bool = False  # prompts and answers in spans (off: never)
+
+
+class Limits(Struct, kw_only=True, forbid_unknown_fields=True):
+    """Budgets and rate limits, on a tenant and on a key (a key in a tenant is bound by
+    both); enforced across every process and replica through ``redis:``
+    (``gate/limits``)."""
+
+    max_budget_usd: Annotated[float, Meta(ge=0)] | None = None
+    budget_period: Literal["1h", "1d", "7d", "30d"] | None = None  # None: never resets
+    rpm_limit: Annotated[int, Meta(ge=0)] | None = None  # requests per minute
+    tpm_limit: Annotated[int, Meta(ge=0)] | None = None  # tokens (in + out) per minute
+    max_parallel_requests: Annotated[int, Meta(ge=0)] | None = None
+
+    @property
+    def limited(self) -> bool:
+        return any(v is not None for v in (self.max_budget_usd, self.rpm_limit,
+                                           self.tpm_limit, self.max_parallel_requests))
+
+
+class Tenant(Limits, kw_only=True, forbid_unknown_fields=True):
     """A team or customer. ``models`` is its allowlist of configured models (not route
     groups): a route group serves it only through members on the list. None: all."""
 
     name: str
     models: list[str] | None = None
+    store: bool | None = None  # keep stored responses / completions (None: ledger.store)
 
 
-class ApiKey(Struct, kw_only=True, forbid_unknown_fields=True):
+class ApiKey(Limits, kw_only=True, forbid_unknown_fields=True):
     """A gateway key. Give the secret as ``key: ${ENV_VAR}`` or only its hash as
     ``key_sha256`` (``hybridgate keys new`` prints both); ``id`` is what the ledger shows."""
 
@@ -229,6 +264,7 @@ class ApiKey(Struct, kw_only=True, forbid_unknown_fields=True):
     key: str | None = None
     key_sha256: str | None = None
     tenant: str | None = None  # a name from ``tenants``; none: no allowlist
+    admin: bool = False  # may read /metrics and the dashboard (/ui)
 
     def __post_init__(self) -> None:
         if (self.key is None) == (self.key_sha256 is None):
@@ -254,9 +290,13 @@ class Config(Struct, kw_only=True, forbid_unknown_fields=True):
     keys: list[ApiKey] = field(default_factory=list)
     tenants: list[Tenant] = field(default_factory=list)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    tracing: TracingConfig = field(default_factory=TracingConfig)
     # redis://host:port/db shared by every process and replica: breaker state lives
-    # there (in-process without it)
+    # there (in-process without it), and budgets and rate limits (which need it)
     redis: str | None = None
+    # Redis unreachable while limits are configured: "deny" answers 503 (fail closed),
+    # "allow" serves without limits until it is back (fail open)
+    on_redis_error: Literal["deny", "allow"] = "deny"
 
     def __post_init__(self) -> None:
         names = [m.name for m in self.models]
@@ -277,6 +317,12 @@ class Config(Struct, kw_only=True, forbid_unknown_fields=True):
         if self.redis is not None and not self.redis.startswith(("redis://", "rediss://",
                                                                  "unix://")):
             raise ValueError("redis must be a redis://, rediss:// or unix:// URL")
+        limited = [f"{kind} {x.name if kind == 'tenant' else x.id!r}"
+                   for kind, xs in (("tenant", self.tenants), ("key", self.keys))
+                   for x in xs if x.limited]
+        if limited and self.redis is None:
+            raise ValueError(f"budgets and rate limits ({', '.join(limited)}) need `redis:` "
+                             "so that every process and replica counts against them")
         if self.default_model is not None and self.default_model not in names:
             raise ValueError(f"default_model {self.default_model!r} is not in models")
         for g in self.routes:

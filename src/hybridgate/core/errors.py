@@ -136,3 +136,11 @@ class ResidencyViolation(GatewayError):
     status = 403
     type = "permission_error"
     code = "residency_violation"
+
+
+class PermissionDenied(GatewayError):
+    """A valid key without the right to this (an operator's page) (403)."""
+
+    status = 403
+    type = "permission_error"
+    code = "permission_denied"

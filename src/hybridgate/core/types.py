@@ -136,6 +136,11 @@ class ChatRequest(_Generation, kw_only=True, omit_defaults=True):
     response_format: ResponseFormat | None = None
     max_tokens: PositiveInt | None = None
     max_completion_tokens: PositiveInt | None = None
+    # Internal, never taken from a client (api/body.decode drops it) and never sent to an
+    # OpenAI-compatible upstream: the client's own request in another dialect, by dialect
+    # ({"anthropic": <the Messages body>}), for a provider that speaks it to send as it
+    # came (no lossy round trip). Anything that rewrites the messages must drop it.
+    native: dict[str, bytes] | UnsetType = UNSET
 
     @property
     def token_limit(self) -> int | None:
@@ -221,6 +226,9 @@ class ChatResponse(Struct, kw_only=True):
     # Internal, never sent: the local engine's mean token log-probability for this
     # answer (a cascade's confidence). execute reads it and resets it to UNSET.
     confidence: float | UnsetType = UNSET
+    # Internal: the upstream's own answer, for a request that came in its dialect
+    # (``ChatRequest.native``); only that dialect's encoder reads it.
+    native: dict[str, Any] | UnsetType = UNSET
 
 
 class FunctionCallDelta(Struct, omit_defaults=True):
@@ -257,6 +265,9 @@ class ChatChunk(Struct, kw_only=True):
     usage: Usage | None | UnsetType = UNSET
     system_fingerprint: str | None | UnsetType = UNSET
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    # Internal, like ChatResponse.native: the upstream's own events (type, SSE frame) up
+    # to and including the one this chunk came from.
+    native: list[tuple[str, bytes]] | UnsetType = UNSET
 
 
 class CompletionChoice(Struct):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from hybridgate.config.settings import BreakerConfig
@@ -35,12 +36,14 @@ _LOCAL = 4  # a SharedBreaker's ticket that its in-process stand-in handed out
 class Breaker:
     """One model's breaker in this process."""
 
-    def __init__(self, cfg: BreakerConfig) -> None:
+    def __init__(self, cfg: BreakerConfig,
+                 on_change: Callable[[bool], None] | None = None) -> None:
         self.cfg = cfg
         self._outcomes: deque[tuple[float, bool]] = deque()  # (time, ok)
         self._failures = 0
         self.opened_at: float | None = None
         self._probing = False
+        self.on_change = on_change  # told True when it opens, False when it closes
 
     @property
     def state(self) -> str:
@@ -67,7 +70,12 @@ class Breaker:
     def note(self, ok: bool, ticket: int = PASS, now: float | None = None) -> None:
         if not self.cfg.enabled:
             return
-        now = time.monotonic() if now is None else now
+        was = self.opened_at is not None
+        self._note(ok, ticket, time.monotonic() if now is None else now)
+        if self.on_change is not None and was != (self.opened_at is not None):
+            self.on_change(not was)
+
+    def _note(self, ok: bool, ticket: int, now: float) -> None:
         if ticket == PROBE:  # the probe decides
             self._probing = False
             if ok:
@@ -147,13 +155,15 @@ class SharedBreaker:
     """One model's breaker, its state in Redis under ``hybridgate:breaker:<model>``."""
 
     def __init__(self, cfg: BreakerConfig, model: str, redis: Any,
-                 prefix: str = "hybridgate:breaker:") -> None:
+                 prefix: str = "hybridgate:breaker:",
+                 on_change: Callable[[bool], None] | None = None) -> None:
         self.cfg = cfg
+        self.on_change = on_change
         self.keys = [f"{prefix}{model}:state", f"{prefix}{model}:window"]
         self.redis = redis
         self._allow = redis.register_script(_ALLOW)
         self._record = redis.register_script(_RECORD)
-        self.local = Breaker(cfg)  # stands in while Redis is unreachable
+        self.local = Breaker(cfg, on_change)  # stands in while Redis is unreachable
         self._warned = 0.0
         window_ms = cfg.window * 1000
         # ten buckets a window; the state outlives a few cooldowns, then Redis drops it
@@ -184,10 +194,13 @@ class SharedBreaker:
             self.local.note(ok, ticket & ~_LOCAL)
             return
         try:
-            await self._record(keys=self.keys, args=[int(ok), ticket, *self._args])
+            state = await self._record(keys=self.keys, args=[int(ok), ticket, *self._args])
         except Exception as e:  # noqa: BLE001
             self._unreachable(e)
             self.local.note(ok)
+            return
+        if self.on_change is not None:
+            self.on_change(state in (b"open", "open"))
 
     async def state(self) -> str:
         doc = await self.redis.hgetall(self.keys[0])

@@ -223,4 +223,5 @@ def with_feedback(req: ChatRequest, error: InvalidOutput) -> ChatRequest:
                   "Answer again, correctly.")
     return msgspec.structs.replace(
         req, messages=[*req.messages, Message(role="assistant",
-                                              content=error.answer or "(no answer)"), fix])
+                                              content=error.answer or "(no answer)"), fix],
+        native=msgspec.UNSET)  # the client's own body no longer says what we ask

@@ -25,6 +25,7 @@ Every attempt is noted (model, status, error, milliseconds) for the ledger row.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -65,6 +66,7 @@ class Attempt:
     # tokens: its usage, and the provider's kind to price it with (the ledger does)
     usage: Any = None
     kind: str | None = None
+    end: float = field(default_factory=time.perf_counter)  # when it ended (traces)
 
 
 @dataclass(slots=True)
@@ -128,8 +130,15 @@ async def _idle_bounded(it: AsyncIterator[Any], idle: float, name: str
         await it.aclose()  # type: ignore[attr-defined]
 
 
+def _told(on_breaker: Callable[[str, bool], None] | None, model: str
+          ) -> Callable[[bool], None] | None:
+    return None if on_breaker is None else functools.partial(on_breaker, model)
+
+
 class Executor:
-    def __init__(self, registry: Registry, config: Config) -> None:
+    def __init__(self, registry: Registry, config: Config,
+                 on_breaker: Callable[[str, bool], None] | None = None) -> None:
+        """``on_breaker(model, open)``: a breaker opened or closed (the metrics)."""
         self.registry = registry
         self.models = {m.name: m for m in config.models}
         self.redis: Any = None
@@ -141,10 +150,12 @@ class Executor:
             # falls back to this process's own)
             self.redis = Redis.from_url(config.redis, socket_timeout=0.5,
                                         socket_connect_timeout=0.5)
-            self.breakers = {m.name: SharedBreaker(config.breaker, m.name, self.redis)
+            self.breakers = {m.name: SharedBreaker(config.breaker, m.name, self.redis,
+                                                   on_change=_told(on_breaker, m.name))
                              for m in config.models}
         else:
-            self.breakers = {m.name: Breaker(config.breaker) for m in config.models}
+            self.breakers = {m.name: Breaker(config.breaker, _told(on_breaker, m.name))
+                             for m in config.models}
         self.cascades = {g.name: Confidence(g.weak, g.cascade_share, g.cascade_threshold)
                          for g in config.routes if g.cascade}
         self.backoff = config.server.retry_backoff

@@ -63,6 +63,8 @@ class Recorder:
         self.local_usd_per_hour = hourly_cost(hw, lc.electricity_usd_per_kwh,
                                               lc.local_utilization)
         self.local_watts = hw.watts
+        self.local_tps = (hw.prefill_tokens_per_second or hw.tokens_per_second,
+                          hw.tokens_per_second)  # prompt, output: a budget's worst case
         # What each configured model is called upstream: prices are keyed by either name.
         self.upstream: dict[str, str] = {
             m.name: (m.model or m.name) for m in config.models
@@ -101,6 +103,16 @@ class Recorder:
         cost = price.cost(prompt, cached, completion) if price is not None else None
         return Costs(cost, baseline, None)
 
+    def worst_cost(self, model: str, kind: str, prompt: int, completion: int) -> float:
+        """What a request may cost at most (a budget holds this much until it settles):
+        the tokens at the model's price, or the seconds the hardware profile needs for
+        them. A model with no known price: 0 (budgets count priced spend)."""
+        if kind in LOCAL_KINDS:
+            prefill, decode = self.local_tps
+            return self.local_usd_per_hour * (prompt / prefill + completion / decode) / 3600
+        price = self.price_of(model)
+        return price.cost(prompt, 0, completion) if price is not None else 0.0
+
     def track(self, endpoint: str, requested_model: str, stream: bool,
               user: str | None, key_id: str | None = None) -> Tracker:
         return Tracker(self, endpoint, requested_model, stream, user, key_id)
@@ -118,7 +130,8 @@ class Tracker:
 
     __slots__ = ("recorder", "id", "ts", "t0", "endpoint", "requested_model", "stream", "user",
                  "key_id", "route", "provider", "usage", "ttft", "costs", "tokens_source", "done",
-                 "route_score", "route_decision", "route_text", "attempts", "_priced")
+                 "route_score", "route_decision", "route_text", "attempts", "_priced",
+                 "grant")
 
     def __init__(self, recorder: Recorder, endpoint: str, requested_model: str, stream: bool,
                  user: str | None, key_id: str | None = None) -> None:
@@ -143,6 +156,7 @@ class Tracker:
         self.route_text: str | None = None
         self.attempts: list[Any] = []  # execute's Attempt records, in order
         self._priced: tuple[str | None, float] | None = None  # see _attempts_priced
+        self.grant: Any = None  # gate/limits' admission, settled when the request ends
 
     def served_by(self, route: str, provider: str) -> None:
         self.route, self.provider = route, provider

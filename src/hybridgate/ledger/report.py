@@ -21,7 +21,7 @@ from typing import Any
 from hybridgate.core.types import LOCAL_KINDS
 from hybridgate.ledger.store import Store
 
-GROUPS = ("model", "route", "key", "day")
+GROUPS = ("model", "route", "key", "tenant", "day")
 
 _SINCE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -96,6 +96,7 @@ class Group:
     energy_j: float = 0.0
     p50_latency_ms: float | None = None
     p95_latency_ms: float | None = None
+    p99_latency_ms: float | None = None
     p50_ttft_ms: float | None = None
     p95_ttft_ms: float | None = None
     route_mix: dict[str, int] = field(default_factory=dict)
@@ -129,18 +130,21 @@ def _summarize(name: str, rows: list[Row]) -> Group:
     g.savings_pct = 100 * g.savings_usd / g.baseline_usd if g.baseline_usd > 0 else None
     g.local_share = local / len(rows) if rows else 0.0
     g.p50_latency_ms, g.p95_latency_ms = _pct(lat, 50), _pct(lat, 95)
+    g.p99_latency_ms = _pct(lat, 99)
     g.p50_ttft_ms, g.p95_ttft_ms = _pct(ttft, 50), _pct(ttft, 95)
     g.route_mix = dict(sorted(mix.items(), key=lambda kv: -kv[1]))
     return g
 
 
-def _key(by: str, r: Row) -> str:
+def _key(by: str, r: Row, tenants: dict[str, str]) -> str:
     if by == "model":
         return r.requested_model
     if by == "route":
         return r.route or "-"
     if by == "key":
         return r.key_id or "-"
+    if by == "tenant":
+        return tenants.get(r.key_id or "", "-")
     return datetime.fromtimestamp(r.ts, UTC).strftime("%Y-%m-%d")
 
 
@@ -158,12 +162,14 @@ class Report:
                 "unpriced_models": self.unpriced_models}
 
 
-def build(rows: list[Row], since: float, by: str = "model") -> Report:
+def build(rows: list[Row], since: float, by: str = "model",
+          tenants: dict[str, str] | None = None) -> Report:
+    """``tenants``: key id -> tenant name (from the config), for ``by="tenant"``."""
     if by not in GROUPS:
         raise ValueError(f"--by must be one of {', '.join(GROUPS)}")
     grouped: dict[str, list[Row]] = defaultdict(list)
     for r in rows:
-        grouped[_key(by, r)].append(r)
+        grouped[_key(by, r, tenants or {})].append(r)
     groups = [_summarize(k, v) for k, v in sorted(grouped.items())]
     unpriced = sorted({r.route or r.requested_model for r in rows
                        if r.cost_usd is None and r.status < 400})

@@ -58,6 +58,21 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE requests ADD COLUMN attempts TEXT;
     """,
+    # 5: what clients asked to keep (store: true): responses and chat completions, the
+    # APIs issue. ``owner`` is the tenant (or the key without one): only it reads them.
+    """
+    CREATE TABLE IF NOT EXISTS stored (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        ts DOUBLE PRECISION NOT NULL,
+        model TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        input TEXT NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS stored_owner ON stored (kind, owner, ts);
+    """,
 ]
 
 
@@ -114,7 +129,7 @@ class Store:
         elif self.conn.in_transaction:
             self.conn.execute("COMMIT")
 
-    def _rollback(self) -> None:
+    def rollback(self) -> None:
         if self.kind == "postgres":
             self.conn.rollback()
         elif self.conn.in_transaction:
@@ -144,7 +159,7 @@ class Store:
         try:
             cur.executemany(self.insert_sql, rows)
         except BaseException:
-            self._rollback()
+            self.rollback()
             raise
         self._commit()
 

@@ -22,18 +22,20 @@ import queue
 import secrets
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
-from hybridgate.core.errors import UpstreamUnavailable
+from hybridgate.core.errors import GatewayError, UpstreamUnavailable
 from hybridgate.ledger.record import Record
 from hybridgate.ledger.store import Store
 
 log = logging.getLogger("hybridgate.ledger")
 
 _STOP = object()
+T = TypeVar("T")
 
 
 class LedgerUnavailable(UpstreamUnavailable):
@@ -110,9 +112,21 @@ class Ledger:
                        preferred_route: str | None, key_id: str | None = None) -> bool:
         """Attach feedback to a request's row; False when there is no such request
         (with ``key_id``: no such request made with that key)."""
+        sql = ("UPDATE requests SET feedback_score = COALESCE(?, feedback_score), "
+               "preferred_route = COALESCE(?, preferred_route) WHERE id = ?")
+        args: tuple[Any, ...] = (score, preferred_route, request_id)
+        if key_id is not None:
+            sql, args = sql + " AND key_id = ?", (*args, key_id)
+        n = await self.run(lambda store: store.execute(sql, args), "feedback")
+        return n > 0
+
+    async def run(self, fn: Callable[[Store], T], what: str) -> T:
+        """Run ``fn`` with the database on the writer thread, after the records queued
+        before it (so it sees their rows), in its own transaction(s); LedgerUnavailable
+        when the database cannot be reached."""
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[bool] = loop.create_future()
-        self._queue.put(_Feedback(request_id, score, preferred_route, key_id, loop, fut))
+        fut: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Job(fn, what, loop, fut))
         return await fut
 
     def record_nowait(self, rec: Record) -> None:
@@ -131,12 +145,12 @@ class Ledger:
                 continue
             if first is _STOP:
                 return
-            if isinstance(first, _Feedback):
-                self._apply_feedback(first)
+            if isinstance(first, _Job):
+                self._apply(first)
                 continue
             batch = [first]
             stop = False
-            later: list[_Feedback] = []
+            later: list[_Job] = []
             while len(batch) < self.max_batch:
                 try:
                     item = self._queue.get_nowait()
@@ -145,31 +159,33 @@ class Ledger:
                 if item is _STOP:
                     stop = True
                     break
-                if isinstance(item, _Feedback):
+                if isinstance(item, _Job):
                     later.append(item)  # after this batch: its row may be in the batch
                     continue
                 batch.append(item)
             self._commit(batch)  # type: ignore[arg-type]
-            for fb in later:
-                self._apply_feedback(fb)
+            for job in later:
+                self._apply(job)
             if stop:
                 return
 
-    def _apply_feedback(self, fb: _Feedback) -> None:
+    def _apply(self, job: _Job) -> None:
         try:
             if not self.healthy and not self._connect():
                 raise RuntimeError(self.last_error or "ledger unavailable")
-            sql = ("UPDATE requests SET feedback_score = COALESCE(?, feedback_score), "
-                   "preferred_route = COALESCE(?, preferred_route) WHERE id = ?")
-            args: tuple[Any, ...] = (fb.score, fb.preferred_route, fb.request_id)
-            if fb.key_id is not None:
-                sql, args = sql + " AND key_id = ?", (*args, fb.key_id)
-            n = self.store.execute(sql, args)
-            fb.loop.call_soon_threadsafe(_settle, fb.fut, n > 0, None)
+            value = job.fn(self.store)
+            job.loop.call_soon_threadsafe(_settle, job.fut, value, None)
+        except GatewayError as e:  # the job's own answer to the client (a 4xx)
+            self.store.rollback()
+            job.loop.call_soon_threadsafe(_settle, job.fut, None, e)
         except Exception as e:
+            try:
+                self.store.rollback()
+            except Exception:
+                pass
             self._fail(e)
-            fb.loop.call_soon_threadsafe(_settle, fb.fut, None, LedgerUnavailable(
-                f"feedback could not be stored: {self.last_error}"))
+            job.loop.call_soon_threadsafe(_settle, job.fut, None, LedgerUnavailable(
+                f"{job.what} could not be done in the ledger: {self.last_error}"))
 
     def _commit(self, batch: list[tuple[Record, asyncio.AbstractEventLoop | None,
                                         asyncio.Future[None] | None]]) -> None:
@@ -272,16 +288,15 @@ class Ledger:
         return True
 
 
-class _Feedback:
-    __slots__ = ("request_id", "score", "preferred_route", "key_id", "loop", "fut")
+class _Job:
+    """Work for the writer thread: ``fn(store)``, its result settled on ``fut``."""
 
-    def __init__(self, request_id: str, score: float | None, preferred_route: str | None,
-                 key_id: str | None, loop: asyncio.AbstractEventLoop,
-                 fut: asyncio.Future[bool]) -> None:
-        self.request_id = request_id
-        self.score = score
-        self.preferred_route = preferred_route
-        self.key_id = key_id
+    __slots__ = ("fn", "what", "loop", "fut")
+
+    def __init__(self, fn: Callable[[Store], Any], what: str,
+                 loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Any]) -> None:
+        self.fn = fn
+        self.what = what
         self.loop = loop
         self.fut = fut
 

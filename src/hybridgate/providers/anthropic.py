@@ -1,8 +1,17 @@
-"""Anthropic Messages API provider (HTTP); the translation lives in anthropic_wire."""
+"""Anthropic Messages API provider (HTTP); the translation lives in anthropic_wire.
+
+A request that came in Anthropic's own dialect (``ChatRequest.native``) is sent as it
+came, with only the model name swapped for the upstream's, and its answer (the message,
+or every stream event) rides back beside the translated one for the Messages encoder:
+thinking blocks, cache-control marks, citations and whatever Anthropic adds next make
+the round trip. The translation still runs, so the ledger, the output checks and a
+fallback to another kind of model see the answer like any other.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import msgspec
 
@@ -39,7 +48,23 @@ class AnthropicProvider(Provider):
     async def close(self) -> None:
         await self.http.close()
 
+    def _native(self, req: ChatRequest, stream: bool) -> bytes | None:
+        """The client's own Messages body, for this upstream's model name."""
+        raw = req.native.get("anthropic") if isinstance(req.native, dict) else None
+        if raw is None:
+            return None
+        doc: dict[str, Any] = msgspec.json.decode(raw)
+        doc["model"] = self.upstream_model
+        if stream:
+            doc["stream"] = True
+        else:
+            doc.pop("stream", None)
+        return msgspec.json.encode(doc)
+
     def _request(self, req: ChatRequest, stream: bool) -> tuple[bytes, bool]:
+        native = self._native(req, stream)
+        if native is not None:
+            return native, False
         if req.n is not None and req.n > 1:
             raise InvalidRequest("n > 1 is not supported by Anthropic models", param="n")
         body, json_mode = to_messages_request(req, self.upstream_model,
@@ -53,11 +78,16 @@ class AnthropicProvider(Provider):
             doc = msgspec.json.decode(data)
         except msgspec.DecodeError:
             raise UpstreamError("upstream anthropic sent invalid JSON") from None
-        return from_messages_response(doc, json_mode)
+        resp = from_messages_response(doc, json_mode)
+        if isinstance(req.native, dict):
+            resp.native = doc
+        return resp
 
     async def chat_stream(self, req: ChatRequest) -> AsyncIterator[list[ChatChunk]]:
         body, json_mode = self._request(req, stream=True)
         state = StreamTranslator(self.upstream_model, json_mode)
+        native = isinstance(req.native, dict)
+        frames: list[tuple[str, bytes]] = []  # the upstream's events not yet handed on
         async with self.http.post_stream("/v1/messages", body) as blocks:
             async for events in iter_event_batches(blocks):
                 batch: list[ChatChunk] = []
@@ -67,9 +97,16 @@ class AnthropicProvider(Provider):
                     except msgspec.DecodeError:
                         raise UpstreamError("upstream anthropic sent an invalid event") from None
                     try:
-                        batch += state.feed(event.event, data)
+                        chunks = state.feed(event.event, data)
                     except (KeyError, TypeError) as e:
                         raise UpstreamError(f"malformed Anthropic event: missing {e}") from None
+                    if native:
+                        frames.append((data.get("type", event.event) if isinstance(data, dict)
+                                       else event.event,
+                                       f"event: {event.event}\ndata: {event.data}\n\n".encode()))
+                        if chunks:
+                            chunks[0].native, frames = frames, []
+                    batch += chunks
                     if state.done:
                         yield batch
                         return

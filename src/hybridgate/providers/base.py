@@ -10,6 +10,7 @@ exact usage available to the ledger in both modes.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 from hybridgate.core.errors import InvalidRequest
 from hybridgate.core.types import (
@@ -43,6 +44,9 @@ class Provider:
 
     async def close(self) -> None:
         """Release everything ``start`` acquired."""
+
+    def observe(self, metrics: Any) -> None:
+        """Report to the gateway's metrics (``observe/metrics``); most have nothing to."""
 
     @property
     def ready(self) -> bool:

@@ -59,6 +59,7 @@ class OpenAIProvider(Provider):
 
     def _body(self, req: Any, stream: bool = False) -> bytes:
         doc = msgspec.to_builtins(req)
+        doc.pop("native", None)  # another dialect's request: not for this upstream
         doc.update(doc.pop("extra", None) or {})
         doc["model"] = self.upstream_model
         if stream:

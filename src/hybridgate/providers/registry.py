@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from hybridgate.config.settings import (
     AnthropicModel,
@@ -50,6 +51,10 @@ class Registry:
         self.optional = frozenset(m.name for m in config.models if m.optional)
         self.load_errors: dict[str, str] = {}
         self._loading: asyncio.Task[None] | None = None
+
+    def observe(self, metrics: Any) -> None:
+        for p in self.providers.values():
+            p.observe(metrics)
 
     @property
     def local_names(self) -> frozenset[str]:

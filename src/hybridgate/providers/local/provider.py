@@ -80,6 +80,8 @@ class LocalProvider(Provider):
         self.engine: Engine | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{cfg.name}")
         self._in_flight = 0  # requests generating or waiting for the model thread
+        self._depth: Any = None  # the queue-depth gauge, with metrics
+        self._speed: Callable[[str, int, float], None] | None = None
         entry = get_model(cfg.model)
         self.supports_chat = entry.chat if entry is not None else True
 
@@ -111,6 +113,10 @@ class LocalProvider(Provider):
     def ready(self) -> bool:
         return self.engine is not None
 
+    def observe(self, metrics: Any) -> None:
+        self._depth = metrics.queue_gauge(self.name)
+        self._speed = metrics.local_speed
+
     # ------------------------------------------------------------------ admission
 
     @contextmanager
@@ -123,10 +129,14 @@ class LocalProvider(Provider):
                 f"local model {self.name} is busy ({self._in_flight} requests ahead; "
                 f"max_queue {limit})", code="model_overloaded")
         self._in_flight += 1
+        if self._depth is not None:
+            self._depth.inc()
         try:
             yield
         finally:
             self._in_flight -= 1
+            if self._depth is not None:
+                self._depth.dec()
 
     async def _in_slot(self, stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
         """``stream`` while holding a slot; closed at once when the client leaves, so
@@ -255,6 +265,8 @@ class LocalProvider(Provider):
                 result = job(cancel, emit)
                 if isinstance(result, GenerationResult):  # the engine's own time, not queueing
                     result.seconds = time.perf_counter() - t0
+                    if self._speed is not None:
+                        self._speed(self.name, result.completion_tokens, result.seconds)
                 emit((_DONE, result, None))
             except BaseException as e:  # crosses threads; re-raised on the loop
                 emit((_DONE, None, e))
