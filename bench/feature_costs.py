@@ -5,8 +5,10 @@ hybridgate with the features switched on one at a time.
     +key          gateway key checked on every request
     +key+router   model "auto": policies and the learned router pick weak or strong
     full          the above and the SQLite ledger, committing before every reply
-                  (and Prometheus metrics, on by default; tracing off)
+                  (and Prometheus metrics and the audit log, on by default; tracing off)
     full-nometrics  full with ``server.metrics: false``: what counting costs
+    full-noaudit    full with the audit log off (``ledger.audit.enabled: false``)
+    full+limits     full with a tenant budget and rate limits in Redis (never reached)
 
 With ``direct`` (the fake upstream) and ``passthrough`` (bench/passthrough.py, the
 Starlette + aiohttp floor) beside them. wrk, alternating targets, medians of rounds.
@@ -39,7 +41,23 @@ def configs(upstream: str, ledger_db: Path) -> dict[str, str]:
             "+key+router": hg_config(upstream, key=True, router=True),
             "full": full_config(upstream, ledger_db),
             "full-nometrics": full_config(upstream, ledger_db.with_name("ledger-nm.db"))
-            + "server: {metrics: false}\n"}
+            + "server: {metrics: false}\n",
+            "full-noaudit": _no_audit(full_config(upstream, ledger_db.with_name("l-na.db"))),
+            "full+limits": _limited(full_config(upstream, ledger_db.with_name("l-lim.db")))}
+
+
+def _limited(cfg: str) -> str:
+    """The same config with the tenant's budget and rate limits in Redis (set high
+    enough never to refuse: what is measured is the reserve and the settle)."""
+    return "redis: redis://127.0.0.1:6379/0\n" + cfg.replace(
+        "{name: team, models: [bench, cheap]}",
+        "{name: team, models: [bench, cheap], max_budget_usd: 1000000, rpm_limit: 100000000,"
+        " tpm_limit: 10000000000, max_parallel_requests: 100000}", 1)
+
+
+def _no_audit(cfg: str) -> str:
+    """The same config with the audit log off (it is on wherever the ledger is)."""
+    return cfg.replace("ledger: {url:", "ledger: {audit: {enabled: false}, url:", 1)
 
 
 def main() -> None:

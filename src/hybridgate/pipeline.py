@@ -66,6 +66,7 @@ class Call:
     check: Callable[[Any], None] | None = None  # the dialect's validation
     deadline: float | None = None  # seconds, from the client (x-hybridgate-deadline)
     traceparent: str | None = None  # the client's W3C trace context (traces join it)
+    digest: str | None = None  # SHA-256 of the request body (the audit log)
 
 
 @dataclass(slots=True)
@@ -119,7 +120,7 @@ class Pipeline:
         self.execute = Executor(self.registry, config, self.metrics.breaker_state)
         self.recorder = Recorder(config)
         self.kept = Keeper(config, self.recorder.ledger)  # what clients ask to store
-        self.limits = Limiter(config, self.execute.redis, (config.ledger.url or default_url())
+        self.limits = Limiter(config, (config.ledger.url or default_url())
                               if config.ledger.enabled else None)
         self._settling: set[asyncio.Task[None]] = set()
         self.deadline = config.server.deadline
@@ -133,6 +134,7 @@ class Pipeline:
 
     async def close(self) -> None:
         await self.execute.close()
+        await self.limits.close()
         await self.registry.close()
         await self.recorder.close()
         self.tracing.close()
@@ -150,6 +152,8 @@ class Pipeline:
         stream = bool(getattr(req, "stream", False))
         t = self.recorder.track(call.endpoint, req.model, stream, req.user,
                                 call.principal.key_id)
+        if self.recorder.audit:
+            t.audited(call.principal.tenant, call.digest, call.local_only)
         try:
             if call.check is not None:
                 call.check(req)
@@ -161,6 +165,8 @@ class Pipeline:
             t.attempts = plan.attempts
             if self.limits.enabled:
                 t.grant = await self._reserve(t, call, plan)
+                if t.policy is not None and t.grant is not None:
+                    t.policy["budget_scopes"] = [s.name for s in t.grant.scopes]
             out = Outcome(t.id, choice.model, route)
             if t.grant is not None:
                 out.limits = t.grant.headers
@@ -177,6 +183,8 @@ class Pipeline:
                 return out
             provider, out.response = await self.execute.call(plan, req)
             self._served(t, out, provider, plan)
+            if self.recorder.audit:
+                t.answered(out.response)
             self._record_answer(t, out, req)
             await t.commit(200)
             self._ended(t, "200", getattr(out.response, "usage", None), call=call,

@@ -30,7 +30,7 @@ def _limiter(tenant: dict, key: dict | None = None, redis: str = REDIS,
                                   **(key or {})}], **top})
     client = Redis.from_url(redis, socket_timeout=0.5, socket_connect_timeout=0.5)
     who = KeyTable(cfg).authenticate(f"Bearer {KEY}")
-    return Limiter(cfg, client, ledger), who, name
+    return Limiter(cfg, ledger, client), who, name
 
 
 def _run(coro):  # noqa: ANN001, ANN202

@@ -4,8 +4,10 @@ across the three, and Redis killed and brought back mid-run."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -50,6 +52,7 @@ def redis_server(port: int):  # noqa: ANN201
 
 def _config(fake_url: str, ledger: str, redis_url: str) -> dict:
     return {"ledger": {"url": ledger}, "redis": redis_url, "breaker": {"enabled": False},
+            "server": {"metrics_public": True},
             "prices": [{"id": "gpt-fake", "input": PRICE_IN, "output": PRICE_OUT}],
             "tenants": [{"name": "team", "max_budget_usd": BUDGET, "budget_period": "1d"},
                         {"name": "paced", "rpm_limit": 7},
@@ -105,7 +108,7 @@ def test_budgets_rpm_and_a_redis_outage_across_three_gateways(three):
     with ThreadPoolExecutor(40) as pool:
         got = list(pool.map(lambda i: _ask(urls[i % 3], SPENDER), range(200)))
     codes = [r.status_code for r in got]
-    assert set(codes) <= {200, 429}, codes
+    assert set(codes) <= {200, 429}, [r.text for r in got if r.status_code == 503][:2]
     refused = [r for r in got if r.status_code == 429]
     assert refused and all(r.json()["error"]["code"] == "budget_exceeded" for r in refused)
     assert all(r.headers["retry-after"] for r in refused)
@@ -131,6 +134,24 @@ def test_budgets_rpm_and_a_redis_outage_across_three_gateways(three):
     assert sorted(r.headers["x-ratelimit-remaining-requests"] for r in ok) == \
         [str(n) for n in range(7)]
     assert all(r.headers["x-ratelimit-limit-requests"] == "7" for r in ok)
+    # hybridgate budgets: the ledger's spend, Redis's live counts
+    cli = subprocess.run([sys.executable, "-m", "hybridgate.cli.main", "budgets", "--config",
+                          str(gws[0].config_path), "--format", "json"],
+                         capture_output=True, text=True, timeout=60)
+    assert cli.returncode == 0, cli.stderr
+    by = {r["scope"]: r for r in json.loads(cli.stdout)}
+    assert by["tenant:team"]["spent_usd"] == pytest.approx(spent)
+    assert by["tenant:team"]["budget_usd"] == BUDGET and by["tenant:team"]["period"] == "1d"
+    assert by["tenant:team"]["held_usd"] == 0 and by["tenant:team"]["in_flight"] == 0
+    assert by["tenant:paced"]["rpm_used"] == 7 and by["tenant:paced"]["rpm_limit"] == 7
+    table = subprocess.run([sys.executable, "-m", "hybridgate.cli.main", "budgets",
+                            "--config", str(gws[0].config_path)],
+                           capture_output=True, text=True, timeout=60).stdout
+    assert "tenant:team" in table and "7/7" in table
+    metrics = requests.get(urls[2] + "/metrics", timeout=10).text
+    left = [float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+            if line.startswith('hybridgate_budget_remaining_usd{scope="tenant:team"}')]
+    assert left and left[0] == pytest.approx(BUDGET - spent, abs=1e-3)
 
     # 3. Redis killed: a clear 503, never an unlimited request; back: served again,
     # and the budget's spend comes back from the ledger (no overspend)

@@ -39,7 +39,7 @@ class GatewayProcess:
                          "models": [{"name": "gpt-fake", "provider": "openai",
                                      "base_url": upstream_url + "/v1",
                                      "api_key": OPENAI_KEY}]}
-        path = tmp / "gateway.yaml"
+        path = self.config_path = tmp / "gateway.yaml"
         path.write_text(yaml.safe_dump(cfg))
         self.log = open(tmp / "gateway.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(

@@ -3,6 +3,8 @@ is down gives 503s (required) or spills and replays (not required)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -42,8 +44,25 @@ def _client(url: str, stream: bool, ok: list[str], stop: threading.Event,
             time.sleep(0.01)
 
 
-def _kill_under_load(tmp_path, fake_openai, ledger_url: str) -> None:
-    gw = GatewayProcess(tmp_path, fake_openai.url, {"url": ledger_url})
+def _audit_verifies(ledger_url: str) -> None:
+    """The audit chain a kill left behind still verifies, a record for every row."""
+    from hybridgate.ledger.store import Store
+
+    r = subprocess.run([sys.executable, "-m", "hybridgate.cli.main", "audit", "verify",
+                        "--ledger", ledger_url], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.startswith("OK"), r.stdout + r.stderr
+    store = Store(ledger_url)
+    store.connect()
+    try:
+        rows = store.query("SELECT COUNT(*) FROM requests")[0][0]
+        audited = store.query("SELECT COUNT(*) FROM audit")[0][0]
+    finally:
+        store.close()
+    assert rows == audited > 0
+
+
+def _kill_under_load(tmp_path, fake_openai, ledger_url: str, workers: int = 1) -> None:
+    gw = GatewayProcess(tmp_path, fake_openai.url, {"url": ledger_url}, workers=workers)
     try:
         gw.wait("/readyz")
         ok: list[str] = []
@@ -72,6 +91,7 @@ def _kill_under_load(tmp_path, fake_openai, ledger_url: str) -> None:
     assert len(ok) > 100, "too little load to prove anything"
     missing = [rid for rid in ok if rows.get(rid) != 200]
     assert not missing, f"{len(missing)} of {len(ok)} answered requests have no ledger row"
+    _audit_verifies(ledger_url)
 
 
 def test_kill9_sqlite(tmp_path, fake_openai):
@@ -81,6 +101,11 @@ def test_kill9_sqlite(tmp_path, fake_openai):
 def test_kill9_postgres(tmp_path, fake_openai):
     with pg_schema() as url:
         _kill_under_load(tmp_path, fake_openai, url)
+
+
+def test_kill9_postgres_two_workers_share_one_audit_chain(tmp_path, fake_openai):
+    with pg_schema() as url:
+        _kill_under_load(tmp_path, fake_openai, url, workers=2)
 
 
 def _post(gw: GatewayProcess) -> requests.Response:

@@ -22,7 +22,9 @@ DOCS = Path(__file__).parents[2] / "docs"
 def _config(fake_url: str, ledger_url: str) -> dict:
     return {"ledger": {"url": ledger_url},
             "prices": [{"id": "gpt-fake", "input": 1.0, "output": 2.0}],
-            "tenants": [{"name": "team-a"}],
+            "redis": "redis://127.0.0.1:6379/0",
+            "tenants": [{"name": "team-a", "max_budget_usd": 25.0, "budget_period": "30d",
+                         "rpm_limit": 600}],
             "keys": [{"id": "ops", "key": ADMIN, "admin": True},
                      {"id": "app", "key": USER, "tenant": "team-a"}],
             "models": [{"name": "gpt-fake", "provider": "openai", "base_url": fake_url + "/v1",
@@ -66,6 +68,9 @@ def _check_dashboard(gw: GatewayProcess, screenshot: Path | None = None) -> None
             assert page.locator("#chart-requests canvas").count() >= 1
             assert "team-a" in page.inner_text("#by-tenant")
             assert "gpt-flaky" in page.inner_text("#by-model")
+            budgets = page.inner_text("#budgets")  # spend from the ledger, Redis's minute
+            assert "tenant:team-a" in budgets and "$25.0000 / 30d" in budgets
+            assert "/600" in budgets
             # client text stays text
             assert page.locator("#request-log b").count() == 0
             if screenshot is not None:

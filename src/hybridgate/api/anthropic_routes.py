@@ -46,7 +46,7 @@ class AnthropicRoutes:
         body = await read_body(request, self.api.limit)
         areq = decode(body, wire.MessagesRequest)
         req = wire.to_chat(areq, body)
-        out = await self.pipeline.run(self.api.call(request, "messages", req, who, len(body),
+        out = await self.pipeline.run(self.api.call(request, "messages", req, who, body,
                                                     check_chat, deadline))
         msg_id = wire.new_message_id()
         headers = response_headers(out)

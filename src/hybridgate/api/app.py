@@ -124,6 +124,8 @@ def create_app(config: Config) -> Starlette:
         if pipeline.keys.enabled and not config.server.metrics_public:
             pipeline.keys.authenticate_admin(request.headers.get("authorization"),
                                              request.headers.get("x-api-key"))
+        if pipeline.limits.enabled:  # read at scrape time: Redis has the live figure
+            pipeline.metrics.budgets(await pipeline.limits.remaining())
         body, kind = pipeline.metrics.scrape()
         return Response(body, media_type=kind)
 

@@ -5,6 +5,7 @@ JSON, or SSE for streams, with the gateway's headers."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any
 
@@ -87,12 +88,14 @@ class OpenAIRoutes:
                                  param="x-hybridgate-deadline")
         return value
 
-    def call(self, request: Request, endpoint: str, req: Any, who: Principal, size: int,
+    def call(self, request: Request, endpoint: str, req: Any, who: Principal, body: bytes,
              check: Any, deadline: float | None) -> Call:
         """The pipeline's view of a decoded request, with the headers every dialect
-        shares (residency, deadline, the caller's trace context)."""
-        return Call(endpoint, req, who, self._local_only(request), size, check, deadline,
-                    request.headers.get("traceparent"))
+        shares (residency, deadline, the caller's trace context) and, for the audit log,
+        the body's digest."""
+        digest = hashlib.sha256(body).hexdigest() if self.pipeline.recorder.audit else None
+        return Call(endpoint, req, who, self._local_only(request), len(body), check,
+                    deadline, request.headers.get("traceparent"), digest)
 
     async def _serve(self, request: Request, endpoint: str, kind: type,
                      check: Any) -> Response:
@@ -101,7 +104,7 @@ class OpenAIRoutes:
         body = await read_body(request, self.limit)
         req = decode(body, kind)
         meta = self.stored.wanted(who, req) if isinstance(req, ChatRequest) else None
-        out = await self.pipeline.run(self.call(request, endpoint, req, who, len(body),
+        out = await self.pipeline.run(self.call(request, endpoint, req, who, body,
                                                 check, deadline))
         if out.rest is not None:
             assert out.held is not None and out.record is not None

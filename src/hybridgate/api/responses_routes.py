@@ -75,7 +75,7 @@ class ResponsesRoutes:
                                               rreq.metadata or {}, conversation, doc))
 
         out = await self.pipeline.run(self.api.call(request, "responses", req, who,
-                                                    len(body), check_chat, deadline))
+                                                    body, check_chat, deadline))
         headers = response_headers(out)
         if out.rest is not None:
             assert out.held is not None and out.record is not None

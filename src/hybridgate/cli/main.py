@@ -11,6 +11,8 @@ import msgspec
 import uvicorn
 
 from hybridgate import __version__
+from hybridgate.cli.audit_cmd import audit
+from hybridgate.cli.budgets_cmd import budgets
 from hybridgate.cli.chat_cmd import chat
 from hybridgate.cli.economics_cmd import economics
 from hybridgate.cli.keys_cmd import keys
@@ -137,6 +139,8 @@ cli.add_command(report)
 cli.add_command(economics)
 cli.add_command(router)
 cli.add_command(keys)
+cli.add_command(budgets)
+cli.add_command(audit)
 
 
 def main() -> None:

@@ -201,6 +201,20 @@ class RouteGroup(Struct, kw_only=True, forbid_unknown_fields=True):
     cascade_threshold: float | None = None
 
 
+class AuditConfig(Struct, kw_only=True, forbid_unknown_fields=True):
+    """The tamper-evident audit log (``ledger/audit``), kept with the ledger."""
+
+    enabled: bool = True
+    # an ed25519 seed, 64 hex digits, e.g. ${HYBRIDGATE_AUDIT_KEY} (`hybridgate audit
+    # keygen`); without one, tree heads are written unsigned
+    signing_key: str | None = None
+    head_every: Annotated[int, Meta(ge=1)] = 1000  # records between tree heads...
+    head_interval: Annotated[float, Meta(gt=0)] = 60.0  # ...or seconds, whichever first
+    # `hybridgate audit prune` keeps at least this long (the EU AI Act asks deployers
+    # for six months)
+    retention_days: Annotated[int, Meta(ge=183)] = 183
+
+
 class LedgerConfig(Struct, kw_only=True, forbid_unknown_fields=True):
     enabled: bool = True
     # sqlite:///path/to/ledger.db (default: $HYBRIDGATE_HOME/ledger.db) or postgresql://...
@@ -218,6 +232,7 @@ class LedgerConfig(Struct, kw_only=True, forbid_unknown_fields=True):
     # Keep what clients ask to keep (Responses' store / previous_response_id, chat
     # completions' store: true) for callers without a tenant; tenants set their own.
     store: bool = False
+    audit: AuditConfig = field(default_factory=AuditConfig)
 
 
 class TracingConfig(Struct, kw_only=True, forbid_unknown_fields=True):

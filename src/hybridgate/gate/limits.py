@@ -194,29 +194,65 @@ _WHY = {"budget": "budget", "rpm": "requests per minute", "tpm": "tokens per min
         "parallel": "parallel requests"}
 
 
+def scopes_of(config: Config) -> tuple[list[Scope], dict[str | None, list[Scope]]]:
+    """Every limited scope, and each key's (its tenant's first, then its own)."""
+    members: dict[str, list[str]] = {}
+    for k in config.keys:
+        if k.tenant:
+            members.setdefault(k.tenant, []).append(k.id)
+    by_name: dict[str, Scope] = {}
+    for t in config.tenants:
+        s = Scope.of(f"tenant:{t.name}", t, tuple(members.get(t.name, ())))
+        if s is not None:
+            by_name[s.name] = s
+    by_key: dict[str | None, list[Scope]] = {}
+    for k in config.keys:
+        s = Scope.of(f"key:{k.id}", k, (k.id,))
+        if s is not None:
+            by_name[s.name] = s
+        tenant = by_name.get(f"tenant:{k.tenant}") if k.tenant else None
+        found = [x for x in (tenant, s) if x is not None]
+        if found:
+            by_key[k.id] = found
+    return list(by_name.values()), by_key
+
+
+def window_start(scope: Scope, now: float) -> float:
+    """When the scope's current budget period began (0: a budget that never resets)."""
+    return math.floor(now / scope.period) * scope.period if scope.period else 0.0
+
+
+def ledger_spend(url: str | None, key_ids: tuple[str, ...], since: float) -> float:
+    """What the ledger (the truth) says these keys spent since ``since``."""
+    if url is None or not key_ids:
+        return 0.0
+    from hybridgate.ledger.store import Store
+
+    store = Store(url)
+    store.connect()
+    try:
+        marks = ", ".join("?" for _ in key_ids)
+        rows = store.query(f"SELECT COALESCE(SUM(cost_usd), 0) FROM requests WHERE "
+                           f"ts >= ? AND key_id IN ({marks})", (since, *key_ids))
+    finally:
+        store.close()
+    return float(rows[0][0] or 0.0)
+
+
 class Limiter:
     """Off (no limits configured) it costs one dict lookup per request."""
 
-    def __init__(self, config: Config, redis: Any, ledger_url: str | None) -> None:
-        tenants = {t.name: t for t in config.tenants}
-        members: dict[str, list[str]] = {}
-        for k in config.keys:
-            if k.tenant:
-                members.setdefault(k.tenant, []).append(k.id)
-        self.scopes: dict[str | None, list[Scope]] = {}  # key id -> its scopes
-        for k in config.keys:
-            found = []
-            t = tenants.get(k.tenant or "")
-            if t is not None:
-                s = Scope.of(f"tenant:{t.name}", t, tuple(members[t.name]))
-                if s is not None:
-                    found.append(s)
-            s = Scope.of(f"key:{k.id}", k, (k.id,))
-            if s is not None:
-                found.append(s)
-            if found:
-                self.scopes[k.id] = found
+    def __init__(self, config: Config, ledger_url: str | None, redis: Any = None) -> None:
+        """``redis``: a client (tests); by default one of its own from ``config.redis``,
+        with timeouts long enough that a busy moment is not taken for an outage (a
+        request refused for it would be a false 503)."""
+        self.all, self.scopes = scopes_of(config)  # every scope; key id -> its scopes
         self.enabled = bool(self.scopes)
+        if self.enabled and redis is None and config.redis is not None:
+            from redis.asyncio import Redis
+
+            redis = Redis.from_url(config.redis, socket_timeout=2.0,
+                                   socket_connect_timeout=1.0)
         if self.enabled and redis is None:
             raise ValueError("budgets and rate limits need `redis:`, so that every process "
                              "and replica counts against the same limits")
@@ -227,6 +263,10 @@ class Limiter:
             self._reserve = redis.register_script(_RESERVE)
             self._settle = redis.register_script(_SETTLE)
         self._warned = 0.0
+
+    async def close(self) -> None:
+        if self.enabled:
+            await self.redis.aclose()
 
     def limits(self, who: Principal) -> list[Scope]:
         return self.scopes.get(who.key_id, [])
@@ -270,6 +310,24 @@ class Limiter:
         except Exception as e:  # noqa: BLE001 - the hold expires with its deadline
             log.warning("limits: could not settle %s (%s); its hold expires on its own",
                         grant.request_id, type(e).__name__)
+
+    async def remaining(self) -> dict[str, float]:
+        """Budget left per scope right now (Redis's counters: settled spend this period
+        and holds), for /metrics; scopes whose counters Redis lacks are left out."""
+        now = time.time()
+        out = {}
+        for s in self.all:
+            if s.budget is None:
+                continue
+            window = int(window_start(s, now) // s.period) if s.period else 0
+            p = PREFIX + s.name
+            try:
+                spent, held = await self.redis.mget(f"{p}:spent:{window}", f"{p}:held")
+            except Exception:  # noqa: BLE001 - a scrape without them
+                return out
+            if spent is not None:
+                out[s.name] = (s.budget - int(spent) - int(held or 0)) / MICRO
+        return out
 
     # ------------------------------------------------------------------ helpers
 
@@ -333,21 +391,7 @@ class Limiter:
         """The period's spend, from the ledger, into Redis (only if still missing)."""
         window = int(key.rsplit(":", 1)[1])
         since = window * scope.period if scope.period else 0.0
-        spent = await asyncio.to_thread(self._spent, scope.key_ids, since)
+        spent = await asyncio.to_thread(ledger_spend, self.ledger_url, scope.key_ids, since)
         ttl = int(scope.period * 2 * 1000) if scope.period else None
         await self.redis.set(key, math.ceil(spent * MICRO), nx=True, px=ttl)
 
-    def _spent(self, key_ids: tuple[str, ...], since: float) -> float:
-        if self.ledger_url is None or not key_ids:
-            return 0.0
-        from hybridgate.ledger.store import Store
-
-        store = Store(self.ledger_url)
-        store.connect()
-        try:
-            marks = ", ".join("?" for _ in key_ids)
-            rows = store.query(f"SELECT COALESCE(SUM(cost_usd), 0) FROM requests WHERE "
-                               f"ts >= ? AND key_id IN ({marks})", (since, *key_ids))
-        finally:
-            store.close()
-        return float(rows[0][0] or 0.0)

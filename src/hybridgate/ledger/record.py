@@ -39,6 +39,12 @@ class Record(Struct, kw_only=True, array_like=False):
     # JSON list of every attempt when there was more than one: [{"model", "status",
     # "error", "ms"}, ...]; `attempt` is their count
     attempts: str | None = None
+    # For the audit log only (not ledger columns): who, what was decided, and digests
+    # of what was asked and answered (never the text)
+    tenant: str | None = None
+    policy: str | None = None  # JSON: residency, budget hold, ...
+    request_sha256: str | None = None
+    response_sha256: str | None = None
 
     def row(self) -> tuple:
         return tuple(getattr(self, c) for c in COLUMNS)

@@ -8,6 +8,8 @@ into ``usage.cost``, the ``x-hybridgate-cost`` header and the ledger row.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -28,6 +30,7 @@ from hybridgate.core.errors import GatewayError
 from hybridgate.core.ids import new_id
 from hybridgate.core.types import LOCAL_KINDS
 from hybridgate.economics.costs import hourly_cost, load_hardware
+from hybridgate.ledger.audit import AuditLog
 from hybridgate.ledger.prices import Price, PriceBook
 from hybridgate.ledger.record import Record
 from hybridgate.ledger.writer import Ledger, LedgerUnavailable
@@ -70,11 +73,14 @@ class Recorder:
             m.name: (m.model or m.name) for m in config.models
             if isinstance(m, (OpenAIModel, AnthropicModel))}
         self.ledger: Ledger | None = None
+        self.audit = False  # the audit log is on (it needs the ledger)
         if lc.enabled:
             spill = Path(lc.spill_path) if lc.spill_path else (
                 hybridgate_home() / "ledger-spill.jsonl")
+            self.audit = lc.audit.enabled
             self.ledger = Ledger(lc.url or default_url(), required=lc.required,
-                                 spill_path=spill, max_batch=lc.max_batch)
+                                 spill_path=spill, max_batch=lc.max_batch,
+                                 audit=AuditLog(lc.audit) if lc.audit.enabled else None)
 
     async def start(self) -> None:
         if self.ledger is not None:
@@ -131,7 +137,7 @@ class Tracker:
     __slots__ = ("recorder", "id", "ts", "t0", "endpoint", "requested_model", "stream", "user",
                  "key_id", "route", "provider", "usage", "ttft", "costs", "tokens_source", "done",
                  "route_score", "route_decision", "route_text", "attempts", "_priced",
-                 "grant")
+                 "grant", "tenant", "policy", "request_sha256", "answer")
 
     def __init__(self, recorder: Recorder, endpoint: str, requested_model: str, stream: bool,
                  user: str | None, key_id: str | None = None) -> None:
@@ -157,6 +163,22 @@ class Tracker:
         self.attempts: list[Any] = []  # execute's Attempt records, in order
         self._priced: tuple[str | None, float] | None = None  # see _attempts_priced
         self.grant: Any = None  # gate/limits' admission, settled when the request ends
+        # the audit log's (ledger/audit), only when it is on
+        self.tenant: str | None = None
+        self.policy: dict[str, Any] | None = None
+        self.request_sha256: str | None = None
+        self.answer: Any = None  # a running SHA-256 of what was answered
+
+    def audited(self, tenant: str | None, request_sha256: str | None,
+                local_only: bool) -> None:
+        self.tenant, self.request_sha256 = tenant, request_sha256
+        self.policy = {"residency": "local" if local_only else "any"}
+        self.answer = hashlib.sha256()
+
+    def answered(self, item: Any) -> None:
+        """A response, or a streamed chunk, into the answer's digest (its encoding)."""
+        if self.answer is not None:
+            self.answer.update(msgspec.json.encode(item))
 
     def served_by(self, route: str, provider: str) -> None:
         self.route, self.provider = route, provider
@@ -238,7 +260,10 @@ class Tracker:
             baseline_cost_usd=costs.baseline_cost_usd, energy_j=costs.energy_j,
             error=error, route_score=self.route_score, route_decision=self.route_decision,
             route_text=self.route_text, attempt=max(1, len(self.attempts)),
-            attempts=attempts)
+            attempts=attempts, tenant=self.tenant,
+            policy=json.dumps(self.policy, sort_keys=True) if self.policy else None,
+            request_sha256=self.request_sha256,
+            response_sha256=self.answer.hexdigest() if self.answer is not None else None)
 
     def stream_record(self, prompt_chars: Callable[[], int] | None,
                       on_end: Callable[[Any, str], None]) -> StreamRecord:
@@ -305,6 +330,8 @@ class StreamRecord:
         """Per item: the first token's time; the usage chunk priced (``usage.cost`` set
         before it is sent)."""
         t = self.t
+        if t.answer is not None:
+            t.answered(item)
         for chunk in item if isinstance(item, list) else (item,):
             if not chunk.choices and chunk.usage:
                 self.usage = chunk.usage

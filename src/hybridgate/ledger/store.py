@@ -73,6 +73,27 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX IF NOT EXISTS stored_owner ON stored (kind, owner, ts);
     """,
+    # 6: the tamper-evident audit log (governance issue): a hash chain of records and
+    # signed Merkle tree heads over them (ledger/audit)
+    """
+    CREATE TABLE IF NOT EXISTS audit (
+        seq BIGINT PRIMARY KEY,
+        request_id TEXT NOT NULL,
+        ts DOUBLE PRECISION NOT NULL,
+        body TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS audit_request ON audit (request_id);
+    CREATE TABLE IF NOT EXISTS audit_heads (
+        tree_size BIGINT PRIMARY KEY,
+        ts DOUBLE PRECISION NOT NULL,
+        root TEXT NOT NULL,
+        chain TEXT NOT NULL,
+        frontier TEXT NOT NULL,
+        signature TEXT
+    );
+    """,
 ]
 
 
@@ -88,6 +109,7 @@ class Store:
         marks = ", ".join(["?"] * len(COLUMNS))
         self.insert_sql = self._sql(f"INSERT INTO requests ({cols}) VALUES ({marks}) "
                                     "ON CONFLICT (id) DO NOTHING")
+        self.audit: Any = None  # ledger/audit's AuditLog: records appended with the rows
 
     def connect(self) -> None:
         if self.kind == "postgres":
@@ -152,12 +174,25 @@ class Store:
                         (version, time.time()))
         self._commit()
 
-    def insert(self, rows: list[tuple]) -> None:
-        """Insert a batch in one transaction; duplicates (replays) are ignored."""
+    def insert(self, rows: list[tuple], records: list[Any] | None = None) -> None:
+        """Insert a batch in one transaction; duplicates (replays) are ignored. With an
+        audit log, the batch's new ``records`` get their audit records in the same
+        transaction, appends ordered across processes by a lock."""
         cur = self.conn.cursor()
         self._begin()
         try:
+            fresh = None
+            if self.audit is not None and records:
+                if self.kind == "postgres":
+                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_ID,))
+                marks = ", ".join("?" for _ in records)
+                cur.execute(self._sql(f"SELECT id FROM requests WHERE id IN ({marks})"),
+                            tuple(r.id for r in records))
+                seen = {r[0] for r in cur.fetchall()}
+                fresh = [r for r in records if r.id not in seen]
             cur.executemany(self.insert_sql, rows)
+            if fresh:
+                self.audit.append(self, cur, fresh)
         except BaseException:
             self.rollback()
             raise
@@ -177,6 +212,9 @@ class Store:
         n = cur.rowcount
         self._commit()
         return n
+
+
+LOCK_ID = 0x6879_6764  # the Postgres advisory lock that orders audit appends
 
 
 def sqlite_path(url: str) -> Path:

@@ -46,8 +46,9 @@ class LedgerUnavailable(UpstreamUnavailable):
 
 class Ledger:
     def __init__(self, url: str, *, required: bool, spill_path: Path, max_batch: int = 512,
-                 retry_interval: float = 1.0) -> None:
+                 retry_interval: float = 1.0, audit: Any = None) -> None:
         self.store = Store(url)
+        self.store.audit = audit  # ledger/audit: a record per row, in the same commit
         self.required = required
         self.spill_path = spill_path
         self.max_batch = max_batch
@@ -195,7 +196,7 @@ class Ledger:
             self._connect()
         if self.healthy:
             try:
-                self.store.insert(rows)
+                self.store.insert(rows, [rec for rec, _, _ in batch])
                 self.commits += 1
             except Exception as e:
                 self._fail(e)
@@ -270,16 +271,18 @@ class Ledger:
         with open(path, "rb") as f:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # wait for appends in flight
             lines = f.read().splitlines()
-        rows = []
+        records = []
         for line in lines:
             if line.strip():
                 try:
-                    rows.append(decoder.decode(line).row())
+                    records.append(decoder.decode(line))
                 except msgspec.DecodeError:  # a torn last line from a crash mid-write
                     log.warning("skipping an unreadable spill line")
+        rows = [r.row() for r in records]
         try:
             for i in range(0, len(rows), self.max_batch):
-                self.store.insert(rows[i:i + self.max_batch])
+                self.store.insert(rows[i:i + self.max_batch],
+                                  records[i:i + self.max_batch])
         except Exception as e:
             self._fail(e)
             return False

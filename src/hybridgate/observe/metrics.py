@@ -90,6 +90,9 @@ class Metrics:
         self.local_tps = Gauge("hybridgate_local_tokens_per_second", "A local model's "
                                "generation speed over its last request", ["model"],
                                registry=r, multiprocess_mode="livemax")
+        self.budget_left = Gauge("hybridgate_budget_remaining_usd", "A tenant's or key's "
+                                 "budget left this period (spend and holds in Redis), USD",
+                                 ["scope"], registry=r, multiprocess_mode="mostrecent")
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
@@ -135,6 +138,10 @@ class Metrics:
             child(self.attempts, a.model, "ok" if a.error is None else str(a.status)).inc()
         if attempts and attempts[0].model != model and status < 400:
             child(self.fallbacks, attempts[0].model, model).inc()
+
+    def budgets(self, left: dict[str, float]) -> None:
+        for scope, usd in left.items():
+            self._child(self.budget_left, scope).set(usd)
 
     def breaker_state(self, model: str, open_: bool) -> None:
         self._child(self.breaker, model).set(1 if open_ else 0)

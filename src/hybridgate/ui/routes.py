@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 from hybridgate.config.settings import Config
 from hybridgate.core.errors import AuthenticationFailed, NotFound
 from hybridgate.gate.auth import KeyTable
+from hybridgate.gate.budgets import redis_client, standings
 from hybridgate.ledger.recorder import default_url
 from hybridgate.ledger.report import fmt_ms, fmt_usd, parse_since
 from hybridgate.ui import data
@@ -47,6 +48,8 @@ class Dashboard:
         self.keys = keys
         self.url = (config.ledger.url or default_url()) if config.ledger.enabled else None
         self.tenants = {k.id: k.tenant for k in config.keys if k.tenant}
+        self.config = config
+        self.redis = redis_client(config) if config.redis else None  # budgets' live side
 
     def _allowed(self, request: Request) -> bool:
         if not self.keys.enabled:
@@ -94,7 +97,8 @@ class Dashboard:
             return _page("off.html", 400, message=str(e))
         view = await asyncio.to_thread(data.overview, self.url, since, time.time(),
                                        self.tenants)
-        return _page("overview.html", view=view, span=span)
+        budgets = await asyncio.to_thread(standings, self.config, self.url, self.redis)
+        return _page("overview.html", view=view, span=span, budgets=budgets)
 
     async def request_detail(self, request: Request) -> Response:
         if not self._allowed(request):
