@@ -8,6 +8,9 @@ between happens here, in this order:
     2. record    a Tracker opens the request's ledger row (every request gets one)
     3. check     the dialect's own validation of the decoded request
     4. ledger    up?  (required mode: refuse rather than serve unrecorded)
+    4b. guard    personal data, by the tenant's / route group's ``pii:`` mode: counted,
+                 redacted or pseudonymized (restored in the answer), blocked, or kept
+                 local (``guard/scrub``)
     5. route     guard + routing: residency, personal data, allowlist, the learned router
                  -> the *names* of the models that may serve it, in order: the choice,
                  its fallbacks (``routing.resolve``)
@@ -33,12 +36,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from hybridgate.config.settings import Config
-from hybridgate.core.errors import GatewayError
+from hybridgate.core.errors import GatewayError, InvalidRequest
 from hybridgate.core.logs import access_log
 from hybridgate.core.types import ChatRequest, CompletionRequest, EmbeddingRequest
 from hybridgate.execute import Executor, Plan
 from hybridgate.gate.auth import KeyTable, Principal
 from hybridgate.gate.limits import Limiter
+from hybridgate.guard.scrub import Pseudonyms, count, stricter
 from hybridgate.ledger.recorder import Recorder, StreamRecord, Tracker, default_url
 from hybridgate.ledger.stored import Keeper
 from hybridgate.observe.metrics import Metrics
@@ -127,6 +131,8 @@ class Pipeline:
         self.model_deadline = {m.name: m.deadline for m in config.models}
         self.default_out = {m.name: m.default_max_tokens for m in config.models
                             if hasattr(m, "default_max_tokens")}
+        self.pii_modes = {**{f"tenant:{x.name}": x.pii for x in config.tenants if x.pii},
+                          **{f"group:{g.name}": g.pii for g in config.routes if g.pii}}
 
     async def start(self) -> None:
         await self.recorder.start()
@@ -158,6 +164,8 @@ class Pipeline:
             if call.check is not None:
                 call.check(req)
             self.recorder.check()
+            names = await self._guard(call, t) if self.pii_modes else None
+            req = call.request
             choice = await self._route(call)
             route = self._note_route(t, choice)
             plan = Plan(choice.candidates, choice.context, self._deadline(call, choice),
@@ -177,12 +185,16 @@ class Pipeline:
                 # error event; the writer feeds the record as the chunks go out
                 provider, (out.held, out.rest) = await self.execute.stream(plan, req)
                 self._served(t, out, provider, plan)
+                if names is not None:
+                    out.held, out.rest = names.stream(out.held, out.rest)
                 out.record = t.stream_record(lambda: _prompt_chars(req),
                                              lambda usage, status: self._ended(t, status, usage,
                                                                                call=call))
                 return out
             provider, out.response = await self.execute.call(plan, req)
             self._served(t, out, provider, plan)
+            if names is not None:
+                names.answer(out.response)
             if self.recorder.audit:
                 t.answered(out.response)
             self._record_answer(t, out, req)
@@ -202,6 +214,36 @@ class Pipeline:
             if await t.commit(e.status, e.message) or self.recorder.ledger is None:
                 self._ended(t, f"error:{e.status}", error=e.code or e.type, call=call)
             raise
+
+    # ------------------------------------------------------------------ 4b. guard
+
+    async def _guard(self, call: Call, t: Tracker) -> Pseudonyms | None:
+        """The stricter of the tenant's and the route group's ``pii:`` modes, applied
+        to a chat request (large bodies scanned on a worker thread)."""
+        req = call.request
+        mode = stricter(self.pii_modes.get(f"tenant:{call.principal.tenant}"),
+                        self.pii_modes.get(f"group:{req.model}"))
+        if mode is None or mode == "off" or not isinstance(req, ChatRequest):
+            return None
+        big = call.size > OFFLOOP_BYTES
+        names = None
+        if mode in ("redact", "pseudonymize"):
+            names = Pseudonyms(mode)
+            call.request = await asyncio.to_thread(names.request, req) if big \
+                else names.request(req)
+            counts = names.counts
+        else:
+            counts = await asyncio.to_thread(count, req) if big else count(req)
+        if t.policy is not None:
+            t.policy["pii_mode"] = mode
+            t.policy["pii"] = dict(sorted(counts.items()))
+        if counts and mode == "block":
+            raise InvalidRequest("the request contains personal data ("
+                                 f"{', '.join(sorted(counts))}), which this "
+                                 "tenant's policy does not let leave", code="pii_blocked")
+        if counts and mode == "local":
+            call.local_only = True  # served as if tagged x-hybridgate-residency: local
+        return names if names is not None and names.counts else None
 
     # ------------------------------------------------------------------ 5b. limits
 

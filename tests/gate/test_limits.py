@@ -170,3 +170,19 @@ def test_redis_unreachable_fails_closed_or_open_as_configured():
 def test_limits_without_redis_are_refused_at_start():
     with pytest.raises(ValueError, match="redis"):
         parse_config({"tenants": [{"name": "t", "rpm_limit": 1}]})
+
+
+def test_many_requests_at_once_wait_for_a_connection_not_a_503():
+    """redis-py's default pool fails past 100 connections at once; the limiter's waits."""
+    async def go() -> None:
+        name = f"t{secrets.token_hex(4)}"
+        cfg = parse_config({"redis": REDIS, "tenants": [{"name": name, "rpm_limit": 10**6}],
+                            "keys": [{"id": f"k-{name}", "key": KEY, "tenant": name}]})
+        lim = Limiter(cfg, None)  # its own client, as the gateway makes it
+        who = KeyTable(cfg).authenticate(f"Bearer {KEY}")
+        grants = await asyncio.gather(*(lim.reserve(f"r{i}", who, 10, 0.0, 30)
+                                        for i in range(300)))
+        assert all(g is not None for g in grants)
+        await asyncio.gather(*(lim.settle(g, 0.0, 10) for g in grants))
+        await lim.close()
+    _run(go())

@@ -116,8 +116,11 @@ def test_budgets_rpm_and_a_redis_outage_across_three_gateways(three):
     assert _spent(ledger, "spender") <= BUDGET + worst
     # the storm over, every hold is released: one at a time, the rest of the budget is
     # served until it is truly spent
-    for i in range(200):
+    for i in range(300):
         r = _ask(urls[i % 3], SPENDER)
+        if r.status_code == 429 and r.headers["retry-after"] == "1":
+            time.sleep(0.2)  # the last request's hold is still being released
+            continue
         if r.status_code == 429:
             break
     assert r.status_code == 429 and int(r.headers["retry-after"]) > 60  # the next day

@@ -20,6 +20,9 @@ DEFAULT_LOCAL_MODEL = "qwen2.5-coder-0.5b-instruct"
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 
 
+PiiMode = Literal["off", "detect", "redact", "pseudonymize", "block", "local"]
+
+
 class ConfigError(ValueError):
     """The config file is unreadable or invalid; the message says where."""
 
@@ -183,6 +186,7 @@ class RouteGroup(Struct, kw_only=True, forbid_unknown_fields=True):
     name: str
     weak: str
     strong: str
+    pii: PiiMode | None = None  # what personal data in its requests meets (guard/scrub)
     strong_share: Annotated[float, Meta(ge=0, le=1)] = 0.2
     threshold: float | None = None
     router: str | None = None  # a router .npz; default: the one shipped in the package
@@ -269,6 +273,9 @@ class Tenant(Limits, kw_only=True, forbid_unknown_fields=True):
     name: str
     models: list[str] | None = None
     store: bool | None = None  # keep stored responses / completions (None: ledger.store)
+    # personal data in its chat requests: off | detect | redact | pseudonymize | block |
+    # local (guard/scrub); with a route group's too, the stricter one holds
+    pii: PiiMode | None = None
 
 
 class ApiKey(Limits, kw_only=True, forbid_unknown_fields=True):

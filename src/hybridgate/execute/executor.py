@@ -144,12 +144,14 @@ class Executor:
         self.redis: Any = None
         self.breakers: dict[str, Breaker | SharedBreaker]
         if config.redis is not None:
-            from redis.asyncio import Redis  # only with `redis:` configured
+            from redis.asyncio import BlockingConnectionPool, Redis  # only with `redis:`
 
             # short timeouts: a Redis that hangs must not hold requests (the breaker
-            # falls back to this process's own)
-            self.redis = Redis.from_url(config.redis, socket_timeout=0.5,
-                                        socket_connect_timeout=0.5)
+            # falls back to this process's own); a pool that waits its turn rather than
+            # failing past 100 connections at once
+            self.redis = Redis(connection_pool=BlockingConnectionPool.from_url(
+                config.redis, max_connections=64, timeout=0.5, socket_timeout=0.5,
+                socket_connect_timeout=0.5))
             self.breakers = {m.name: SharedBreaker(config.breaker, m.name, self.redis,
                                                    on_change=_told(on_breaker, m.name))
                              for m in config.models}

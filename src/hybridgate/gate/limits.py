@@ -249,14 +249,19 @@ class Limiter:
         self.all, self.scopes = scopes_of(config)  # every scope; key id -> its scopes
         self.enabled = bool(self.scopes)
         if self.enabled and redis is None and config.redis is not None:
-            from redis.asyncio import Redis
+            from redis.asyncio import BlockingConnectionPool, Redis
 
-            redis = Redis.from_url(config.redis, socket_timeout=2.0,
-                                   socket_connect_timeout=1.0)
+            # a bounded pool that waits for a free connection: redis-py's default pool
+            # raises MaxConnectionsError past 100 at once, a false 503 under load
+            redis = Redis(connection_pool=BlockingConnectionPool.from_url(
+                config.redis, max_connections=64, timeout=2.0, socket_timeout=2.0,
+                socket_connect_timeout=1.0))
         if self.enabled and redis is None:
             raise ValueError("budgets and rate limits need `redis:`, so that every process "
                              "and replica counts against the same limits")
         self.fail_open = config.on_redis_error == "allow"
+        self._pending: list[list[Any]] = []  # settles waiting for the next round trip
+        self._batch: asyncio.Future[None] | None = None
         self.ledger_url = ledger_url
         self.redis = redis
         if self.enabled:
@@ -305,11 +310,25 @@ class Limiter:
         argv: list[Any] = [grant.request_id, len(grant.scopes)]
         for s in grant.scopes:
             argv += [PREFIX + s.name, -1 if s.budget is None else s.period, cost, tokens]
+        # Settles that come together go in one pipelined round trip: the first one in
+        # yields once so the others can join, then sends them all.
+        self._pending.append(argv)
+        if self._batch is not None:
+            await asyncio.shield(self._batch)
+            return
+        done = self._batch = asyncio.get_running_loop().create_future()
+        await asyncio.sleep(0)
+        batch, self._pending, self._batch = self._pending, [], None
         try:
-            await self._settle(args=argv)
-        except Exception as e:  # noqa: BLE001 - the hold expires with its deadline
-            log.warning("limits: could not settle %s (%s); its hold expires on its own",
-                        grant.request_id, type(e).__name__)
+            pipe = self.redis.pipeline(transaction=False)
+            for a in batch:
+                await self._settle(args=a, client=pipe)
+            await pipe.execute()
+        except Exception as e:  # noqa: BLE001 - the holds expire with their deadlines
+            log.warning("limits: could not settle %d requests (%s); their holds expire "
+                        "on their own", len(batch), type(e).__name__)
+        finally:
+            done.set_result(None)
 
     async def remaining(self) -> dict[str, float]:
         """Budget left per scope right now (Redis's counters: settled spend this period

@@ -158,8 +158,14 @@ class Store:
             self.conn.execute("ROLLBACK")
 
     def migrate(self) -> None:
+        """Bring the schema up to date. Several gateways starting at once against one
+        Postgres would race on CREATE TABLE IF NOT EXISTS (a unique violation in the
+        catalog), so they take turns under an advisory lock; SQLite's BEGIN IMMEDIATE
+        already does that."""
         cur = self.conn.cursor()
         self._begin()
+        if self.kind == "postgres":
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK_ID,))
         cur.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
                     "(version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)")
         cur.execute("SELECT version FROM schema_migrations")
@@ -215,6 +221,7 @@ class Store:
 
 
 LOCK_ID = 0x6879_6764  # the Postgres advisory lock that orders audit appends
+MIGRATE_LOCK_ID = 0x6879_6D67  # ... and the one that lets one gateway migrate at a time
 
 
 def sqlite_path(url: str) -> Path:
