@@ -151,6 +151,13 @@ def test_budgets_rpm_and_a_redis_outage_across_three_gateways(three):
                             "--config", str(gws[0].config_path)],
                            capture_output=True, text=True, timeout=60).stdout
     assert "tenant:team" in table and "7/7" in table
+    page = gws[0].config_path.with_name("report.html")
+    rep = subprocess.run([sys.executable, "-m", "hybridgate.cli.main", "report", "--config",
+                          str(gws[0].config_path), "--html", str(page)],
+                         capture_output=True, text=True, timeout=120)
+    assert rep.returncode == 0, rep.stderr
+    html = page.read_text()
+    assert "Budgets and limits" in html and "tenant:team" in html and "/ 1d" in html
     metrics = requests.get(urls[2] + "/metrics", timeout=10).text
     left = [float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
             if line.startswith('hybridgate_budget_remaining_usd{scope="tenant:team"}')]

@@ -77,7 +77,13 @@ def report(since: str, by: str, fmt: str, html_out: str | None, config_path: str
     if html_out:
         from hybridgate.ledger.html import render
 
-        Path(html_out).write_text(render(rep, rows), encoding="utf-8")
+        budgets = []
+        if config_path:  # spend against every budget, as `hybridgate budgets` shows it
+            from hybridgate.gate.budgets import redis_client, standings
+
+            cfg = load_config(config_path)
+            budgets = standings(cfg, ledger_url(config_path, url), redis_client(cfg))
+        Path(html_out).write_text(render(rep, rows, budgets), encoding="utf-8")
         Console(stderr=True).print(f"wrote {html_out}")
     if fmt == "json":
         sys.stdout.write(to_json(rep) + "\n")

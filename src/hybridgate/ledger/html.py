@@ -7,6 +7,7 @@ import html
 import io
 from collections import defaultdict
 from datetime import UTC, datetime
+from typing import Any
 
 import matplotlib
 
@@ -76,7 +77,27 @@ def _cost_distribution(rows: list[Row]) -> str:
     return _png(fig)
 
 
-def render(report: Report, rows: list[Row]) -> str:
+def _budgets(standings: list[Any]) -> str:
+    """Spend against every budget and rate limit (``gate/budgets``), when configured."""
+    if not standings:
+        return ""
+    out = ["<h2>Budgets and limits</h2><table id='budgets'><tr><th>scope</th><th>budget</th>"
+           "<th>spent</th><th>used</th><th>left</th><th>requests/min</th><th>tokens/min</th>"
+           "<th>parallel</th></tr>"]
+    for b in standings:
+        budget = "-" if b.budget_usd is None else \
+            f"{fmt_usd(b.budget_usd)} / {html.escape(b.period or 'ever')}"
+        used = "-" if b.used_share is None else f"{b.used_share:.0%}"
+        out.append(
+            f"<tr><td>{html.escape(b.scope)}</td><td>{budget}</td>"
+            f"<td>{'-' if b.budget_usd is None else fmt_usd(b.spent_usd)}</td><td>{used}</td>"
+            f"<td>{'-' if b.left_usd is None else fmt_usd(b.left_usd)}</td>"
+            f"<td>{b.rpm_limit or '-'}</td><td>{b.tpm_limit or '-'}</td>"
+            f"<td>{b.parallel_limit or '-'}</td></tr>")
+    return "".join(out) + "</table>"
+
+
+def render(report: Report, rows: list[Row], standings: list[Any] | None = None) -> str:
     t = report.total
     head = (f"<tr><th>{html.escape(report.by)}</th><th>requests</th><th>errors</th>"
             "<th>tokens in / out</th><th>spend</th><th>baseline</th><th>savings</th>"
@@ -130,6 +151,7 @@ figure {{ margin: 1.5rem 0; }} img {{ max-width: 100%; }}
 </div>
 {unpriced}
 <table>{head}{"".join(body)}</table>
+{_budgets(standings or [])}
 {imgs}
 </body></html>
 """
