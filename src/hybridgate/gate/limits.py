@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.exceptions import NoScriptError
+
 from hybridgate.config.settings import Config, Limits
 from hybridgate.core.errors import GatewayError, RateLimited, UpstreamUnavailable
 from hybridgate.gate.auth import Principal
@@ -320,10 +322,16 @@ class Limiter:
         await asyncio.sleep(0)
         batch, self._pending, self._batch = self._pending, [], None
         try:
+            # EVALSHA straight into the pipeline: the script is loaded (every reserve ran
+            # it first); redis-py's script-in-pipeline path asks SCRIPT EXISTS each time
             pipe = self.redis.pipeline(transaction=False)
             for a in batch:
-                await self._settle(args=a, client=pipe)
-            await pipe.execute()
+                pipe.evalsha(self._settle.sha, 0, *a)
+            try:
+                await pipe.execute()
+            except NoScriptError:  # Redis restarted since: one at a time, loading it
+                for a in batch:
+                    await self._settle(args=a)
         except Exception as e:  # noqa: BLE001 - the holds expire with their deadlines
             log.warning("limits: could not settle %d requests (%s); their holds expire "
                         "on their own", len(batch), type(e).__name__)
