@@ -11,6 +11,8 @@ between happens here, in this order:
     4b. guard    personal data, by the tenant's / route group's ``pii:`` mode: counted,
                  redacted or pseudonymized (restored in the answer), blocked, or kept
                  local (``guard/scrub``)
+    4c. cache    an opted-in, cacheable request seen before: answered from the exact
+                 cache, recorded at no cost (``cache/exact``)
     5. route     guard + routing: residency, personal data, allowlist, the learned router
                  -> the *names* of the models that may serve it, in order: the choice,
                  its fallbacks (``routing.resolve``)
@@ -35,10 +37,14 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
+from hybridgate.cache.exact import ExactCache
 from hybridgate.config.settings import Config
+from hybridgate.core.assemble import Assembler, as_chunks
 from hybridgate.core.errors import GatewayError, InvalidRequest
 from hybridgate.core.logs import access_log
-from hybridgate.core.types import ChatRequest, CompletionRequest, EmbeddingRequest
+from hybridgate.core.types import ChatRequest, ChatResponse, CompletionRequest, EmbeddingRequest
 from hybridgate.execute import Executor, Plan
 from hybridgate.gate.auth import KeyTable, Principal
 from hybridgate.gate.limits import Limiter
@@ -71,6 +77,7 @@ class Call:
     deadline: float | None = None  # seconds, from the client (x-hybridgate-deadline)
     traceparent: str | None = None  # the client's W3C trace context (traces join it)
     digest: str | None = None  # SHA-256 of the request body (the audit log)
+    cache: str | None = None  # the client's say: "on", "no-cache", "no-store" (headers)
 
 
 @dataclass(slots=True)
@@ -90,6 +97,13 @@ class Outcome:
     attempts: int = 1
     confidence: float | None = None  # a local model's mean token log-probability
     limits: dict[str, str] | None = None  # x-ratelimit-* headers
+    cache: str | None = None  # x-hybridgate-cache: hit | miss (where caching applies)
+
+
+async def _nothing() -> AsyncIterator[Any]:
+    """The rest of a stream that was whole from the start (a cached answer)."""
+    return
+    yield
 
 
 def _prompt_chars(req: Request) -> int:
@@ -126,7 +140,8 @@ class Pipeline:
         self.kept = Keeper(config, self.recorder.ledger)  # what clients ask to store
         self.limits = Limiter(config, (config.ledger.url or default_url())
                               if config.ledger.enabled else None)
-        self._settling: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()  # settles, cache stores
+        self.cache = ExactCache(config)
         self.deadline = config.server.deadline
         self.model_deadline = {m.name: m.deadline for m in config.models}
         self.default_out = {m.name: m.default_max_tokens for m in config.models
@@ -141,6 +156,7 @@ class Pipeline:
     async def close(self) -> None:
         await self.execute.close()
         await self.limits.close()
+        await self.cache.close()
         await self.registry.close()
         await self.recorder.close()
         self.tracing.close()
@@ -164,8 +180,16 @@ class Pipeline:
             if call.check is not None:
                 call.check(req)
             self.recorder.check()
-            names = await self._guard(call, t) if self.pii_modes else None
+            mode = self._pii_mode(call)
+            names = await self._guard(call, t, mode) if mode else None
             req = call.request
+            ckey = None
+            if self.cache.enabled and self.cache.applies(call.principal.tenant, req,
+                                                          call.cache, mode):
+                ckey = self.cache.key(call.principal.tenant, req, mode)
+                hit = await self.cache.get(ckey) if call.cache != "no-cache" else None
+                if hit is not None:
+                    return await self._from_cache(t, call, hit)
             choice = await self._route(call)
             route = self._note_route(t, choice)
             plan = Plan(choice.candidates, choice.context, self._deadline(call, choice),
@@ -175,7 +199,7 @@ class Pipeline:
                 t.grant = await self._reserve(t, call, plan)
                 if t.policy is not None and t.grant is not None:
                     t.policy["budget_scopes"] = [s.name for s in t.grant.scopes]
-            out = Outcome(t.id, choice.model, route)
+            out = Outcome(t.id, choice.model, route, cache="miss" if ckey else None)
             if t.grant is not None:
                 out.limits = t.grant.headers
             if stream:
@@ -187,6 +211,8 @@ class Pipeline:
                 self._served(t, out, provider, plan)
                 if names is not None:
                     out.held, out.rest = names.stream(out.held, out.rest)
+                if ckey is not None:
+                    out.rest = self._caching(ckey, out.held, out.rest)
                 out.record = t.stream_record(lambda: _prompt_chars(req),
                                              lambda usage, status: self._ended(t, status, usage,
                                                                                call=call))
@@ -195,6 +221,8 @@ class Pipeline:
             self._served(t, out, provider, plan)
             if names is not None:
                 names.answer(out.response)
+            if ckey is not None:
+                self._spawn(self.cache.put(ckey, msgspec.json.encode(out.response)))
             if self.recorder.audit:
                 t.answered(out.response)
             self._record_answer(t, out, req)
@@ -217,14 +245,18 @@ class Pipeline:
 
     # ------------------------------------------------------------------ 4b. guard
 
-    async def _guard(self, call: Call, t: Tracker) -> Pseudonyms | None:
-        """The stricter of the tenant's and the route group's ``pii:`` modes, applied
-        to a chat request (large bodies scanned on a worker thread)."""
-        req = call.request
-        mode = stricter(self.pii_modes.get(f"tenant:{call.principal.tenant}"),
-                        self.pii_modes.get(f"group:{req.model}"))
-        if mode is None or mode == "off" or not isinstance(req, ChatRequest):
+    def _pii_mode(self, call: Call) -> str | None:
+        """The stricter of the tenant's and the route group's ``pii:`` modes."""
+        if not self.pii_modes or not isinstance(call.request, ChatRequest):
             return None
+        mode = stricter(self.pii_modes.get(f"tenant:{call.principal.tenant}"),
+                        self.pii_modes.get(f"group:{call.request.model}"))
+        return None if mode == "off" else mode
+
+    async def _guard(self, call: Call, t: Tracker, mode: str) -> Pseudonyms | None:
+        """A chat request under its ``pii:`` mode (large bodies scanned on a worker
+        thread)."""
+        req = call.request
         big = call.size > OFFLOOP_BYTES
         names = None
         if mode in ("redact", "pseudonymize"):
@@ -244,6 +276,42 @@ class Pipeline:
         if counts and mode == "local":
             call.local_only = True  # served as if tagged x-hybridgate-residency: local
         return names if names is not None and names.counts else None
+
+    # ------------------------------------------------------------------ 4c. cache
+
+    async def _from_cache(self, t: Tracker, call: Call, hit: ChatResponse) -> Outcome:
+        """A cached answer: recorded like any other, at no cost (the baseline it saved
+        stays in the row), streamed as chunks when the request streams."""
+        req = call.request
+        t.served_by(hit.model, "cache")
+        out = Outcome(t.id, hit.model, cache="hit")
+        if getattr(req, "stream", False):
+            out.held, out.rest = as_chunks(hit), _nothing()
+            out.record = t.stream_record(lambda: _prompt_chars(req),
+                                         lambda usage, status: self._ended(t, status, usage,
+                                                                           call=call))
+            return out
+        out.response = hit
+        self._record_answer(t, out, req)
+        await t.commit(200)
+        self._ended(t, "200", hit.usage or None, call=call, resp=hit)
+        return out
+
+    async def _caching(self, key: str, held: list[Any], rest: AsyncIterator[Any]
+                       ) -> AsyncIterator[Any]:
+        """A stream passed on as it comes, and stored once it has ended whole."""
+        whole = Assembler()
+        for item in held:
+            whole.see(item)
+        try:
+            async for item in rest:
+                whole.see(item)
+                yield item
+        finally:
+            close = getattr(rest, "aclose", None)
+            if close is not None:
+                await close()
+        self._spawn(self.cache.put(key, msgspec.json.encode(whole.response())))
 
     # ------------------------------------------------------------------ 5b. limits
 
@@ -269,10 +337,12 @@ class Pipeline:
         """Release the hold and count the real cost (a task: the answer is not kept
         waiting on Redis)."""
         cost = t.costs.cost_usd if t.costs is not None else 0.0
-        task = asyncio.ensure_future(self.limits.settle(t.grant, cost,
-                                                        t.usage[0] + t.usage[2]))
-        self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
+        self._spawn(self.limits.settle(t.grant, cost, t.usage[0] + t.usage[2]))
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # ------------------------------------------------------------------ 5. route
 

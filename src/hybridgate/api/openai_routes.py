@@ -54,7 +54,20 @@ def response_headers(out: Outcome) -> dict[str, str]:
         h["x-hybridgate-tokens"] = "estimated"
     if out.limits:
         h.update(out.limits)
+    if out.cache is not None:
+        h["x-hybridgate-cache"] = out.cache
     return h
+
+
+def _cache_wish(request: Request) -> str | None:
+    """``Cache-Control: no-store`` / ``no-cache``, or ``x-hybridgate-cache: on``."""
+    cc = request.headers.get("cache-control", "").lower()
+    if "no-store" in cc:
+        return "no-store"
+    if "no-cache" in cc:
+        return "no-cache"
+    return "on" if request.headers.get("x-hybridgate-cache", "").strip().lower() == "on" \
+        else None
 
 
 class OpenAIRoutes:
@@ -95,7 +108,8 @@ class OpenAIRoutes:
         the body's digest."""
         digest = hashlib.sha256(body).hexdigest() if self.pipeline.recorder.audit else None
         return Call(endpoint, req, who, self._local_only(request), len(body), check,
-                    deadline, request.headers.get("traceparent"), digest)
+                    deadline, request.headers.get("traceparent"), digest,
+                    _cache_wish(request))
 
     async def _serve(self, request: Request, endpoint: str, kind: type,
                      check: Any) -> Response:

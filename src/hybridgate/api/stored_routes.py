@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from hybridgate.api.body import decode, read_body
+from hybridgate.core.assemble import Assembler
 from hybridgate.core.errors import InvalidRequest, NotFound
 from hybridgate.core.ids import new_id
 from hybridgate.core.types import ChatRequest
@@ -78,55 +79,6 @@ def metadata_of(extra: dict[str, Any]) -> Metadata:
         raise InvalidRequest("metadata must be an object of at most 16 string pairs (keys "
                              "up to 64 characters, values up to 512)", param="metadata")
     return raw
-
-
-class Assembler:
-    """A streamed chat answer put back together: what a non-streamed one would say."""
-
-    def __init__(self) -> None:
-        self.head: Any = None
-        self.usage: Any = None
-        self.text: dict[int, list[str]] = {}
-        self.calls: dict[int, dict[int, dict[str, Any]]] = {}
-        self.finish: dict[int, str | None] = {}
-
-    def see(self, item: Any) -> None:
-        for chunk in item if isinstance(item, list) else (item,):
-            self.head = self.head or chunk
-            if chunk.usage:
-                self.usage = chunk.usage
-            for c in chunk.choices:
-                self.finish.setdefault(c.index, None)
-                if c.delta.content:
-                    self.text.setdefault(c.index, []).append(c.delta.content)
-                for t in c.delta.tool_calls or ():
-                    call = self.calls.setdefault(c.index, {}).setdefault(t.index, {
-                        "id": "", "type": "function", "function": {"name": "",
-                                                                    "arguments": ""}})
-                    call["id"] = t.id or call["id"]
-                    if t.function:
-                        call["function"]["name"] += t.function.name or ""
-                        call["function"]["arguments"] += t.function.arguments or ""
-                if c.finish_reason:
-                    self.finish[c.index] = c.finish_reason
-
-    def response(self) -> dict[str, Any]:
-        choices = []
-        for i in sorted(self.finish):
-            msg: dict[str, Any] = {"role": "assistant",
-                                   "content": "".join(self.text.get(i, [])) or None,
-                                   "refusal": None}
-            if self.calls.get(i):
-                msg["tool_calls"] = [self.calls[i][k] for k in sorted(self.calls[i])]
-            choices.append({"index": i, "message": msg, "finish_reason": self.finish[i],
-                            "logprobs": None})
-        head = self.head
-        doc = {"id": head.id if head else "", "object": KIND,
-               "created": head.created if head else int(time.time()),
-               "model": head.model if head else "", "choices": choices}
-        if self.usage:
-            doc["usage"] = msgspec.to_builtins(self.usage)
-        return doc
 
 
 def stored_id() -> str:

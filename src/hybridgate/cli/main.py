@@ -13,6 +13,7 @@ import uvicorn
 from hybridgate import __version__
 from hybridgate.cli.audit_cmd import audit
 from hybridgate.cli.budgets_cmd import budgets
+from hybridgate.cli.cache_cmd import cache
 from hybridgate.cli.chat_cmd import chat
 from hybridgate.cli.economics_cmd import economics
 from hybridgate.cli.keys_cmd import keys
@@ -141,6 +142,7 @@ cli.add_command(router)
 cli.add_command(keys)
 cli.add_command(budgets)
 cli.add_command(audit)
+cli.add_command(cache)
 
 
 def main() -> None:

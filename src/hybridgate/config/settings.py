@@ -187,6 +187,7 @@ class RouteGroup(Struct, kw_only=True, forbid_unknown_fields=True):
     weak: str
     strong: str
     pii: PiiMode | None = None  # what personal data in its requests meets (guard/scrub)
+    cache: bool = False  # answer repeated requests from the exact cache (cache/exact)
     strong_share: Annotated[float, Meta(ge=0, le=1)] = 0.2
     threshold: float | None = None
     router: str | None = None  # a router .npz; default: the one shipped in the package
@@ -203,6 +204,13 @@ class RouteGroup(Struct, kw_only=True, forbid_unknown_fields=True):
     cascade: bool = False
     cascade_share: Annotated[float, Meta(ge=0, le=1)] = 0.3
     cascade_threshold: float | None = None
+
+
+class CacheConfig(Struct, kw_only=True, forbid_unknown_fields=True):
+    """The exact answer cache (``cache/exact``); tenants and route groups opt in."""
+
+    ttl: Annotated[int, Meta(ge=1)] = 3600  # seconds an answer is kept
+    max_entries: Annotated[int, Meta(ge=1)] = 10000  # the in-process cache (no redis:)
 
 
 class AuditConfig(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -276,6 +284,7 @@ class Tenant(Limits, kw_only=True, forbid_unknown_fields=True):
     # personal data in its chat requests: off | detect | redact | pseudonymize | block |
     # local (guard/scrub); with a route group's too, the stricter one holds
     pii: PiiMode | None = None
+    cache: bool = False  # answer its repeated requests from the exact cache
 
 
 class ApiKey(Limits, kw_only=True, forbid_unknown_fields=True):
@@ -313,6 +322,7 @@ class Config(Struct, kw_only=True, forbid_unknown_fields=True):
     tenants: list[Tenant] = field(default_factory=list)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
     tracing: TracingConfig = field(default_factory=TracingConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
     # redis://host:port/db shared by every process and replica: breaker state lives
     # there (in-process without it), and budgets and rate limits (which need it)
     redis: str | None = None

@@ -101,6 +101,8 @@ class Recorder:
               completion: int, seconds: float) -> Costs:
         baseline = (self.baseline.cost(prompt, cached, completion)
                     if self.baseline is not None and provider != "embeddings" else None)
+        if provider == "cache":  # answered from the cache: free, and it saved the baseline
+            return Costs(0.0, baseline, None)
         if provider in LOCAL_KINDS:
             # A local request costs the hardware's busy seconds; it also has a power draw.
             return Costs(self.local_usd_per_hour * seconds / 3600, baseline,

@@ -1,0 +1,1 @@
+"""Answer caches: the exact tier (``cache.exact``)."""
