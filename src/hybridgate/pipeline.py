@@ -13,6 +13,8 @@ between happens here, in this order:
                  local (``guard/scrub``)
     4c. cache    an opted-in, cacheable request seen before: answered from the exact
                  cache, recorded at no cost (``cache/exact``)
+    4d. fan-out  a fan-out group: its members, then its synthesis, each a run of this
+                 pipeline of its own (``execute/fanout``)
     5. route     guard + routing: residency, personal data, allowlist, the learned router
                  -> the *names* of the models that may serve it, in order: the choice,
                  its fallbacks (``routing.resolve``)
@@ -32,6 +34,7 @@ which is recorded (status and message) and re-raised for the API layer to encode
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -46,10 +49,11 @@ from hybridgate.core.errors import GatewayError, InvalidRequest
 from hybridgate.core.logs import access_log
 from hybridgate.core.types import ChatRequest, ChatResponse, CompletionRequest, EmbeddingRequest
 from hybridgate.execute import Executor, Plan
+from hybridgate.execute.fanout import ask_members, raw_response, synthesis_request
 from hybridgate.gate.auth import KeyTable, Principal
 from hybridgate.gate.limits import Limiter
 from hybridgate.guard.scrub import Pseudonyms, count, stricter
-from hybridgate.ledger.recorder import Recorder, StreamRecord, Tracker, default_url
+from hybridgate.ledger.recorder import Costs, Recorder, StreamRecord, Tracker, default_url
 from hybridgate.ledger.stored import Keeper
 from hybridgate.observe.metrics import Metrics
 from hybridgate.observe.tracing import Tracing
@@ -78,6 +82,8 @@ class Call:
     traceparent: str | None = None  # the client's W3C trace context (traces join it)
     digest: str | None = None  # SHA-256 of the request body (the audit log)
     cache: str | None = None  # the client's say: "on", "no-cache", "no-store" (headers)
+    parent: str | None = None  # a fan-out's member or synthesis call: the client's row
+    fanout_raw: bool = False  # x-hybridgate-fanout: raw
 
 
 @dataclass(slots=True)
@@ -98,6 +104,7 @@ class Outcome:
     confidence: float | None = None  # a local model's mean token log-probability
     limits: dict[str, str] | None = None  # x-ratelimit-* headers
     cache: str | None = None  # x-hybridgate-cache: hit | miss (where caching applies)
+    headers: dict[str, str] | None = None  # more of the gateway's headers (a fan-out's)
 
 
 async def _nothing() -> AsyncIterator[Any]:
@@ -142,6 +149,7 @@ class Pipeline:
                               if config.ledger.enabled else None)
         self._background: set[asyncio.Task[None]] = set()  # settles, cache stores
         self.cache = ExactCache(config)
+        self.fanouts = {g.name: g for g in config.routes if g.mode == "fanout"}
         self.deadline = config.server.deadline
         self.model_deadline = {m.name: m.deadline for m in config.models}
         self.default_out = {m.name: m.default_max_tokens for m in config.models
@@ -174,6 +182,7 @@ class Pipeline:
         stream = bool(getattr(req, "stream", False))
         t = self.recorder.track(call.endpoint, req.model, stream, req.user,
                                 call.principal.key_id)
+        t.parent_id = call.parent
         if self.recorder.audit:
             t.audited(call.principal.tenant, call.digest, call.local_only)
         try:
@@ -190,6 +199,8 @@ class Pipeline:
                 hit = await self.cache.get(ckey) if call.cache != "no-cache" else None
                 if hit is not None:
                     return await self._from_cache(t, call, hit)
+            if req.model in self.fanouts and isinstance(req, ChatRequest):
+                return await self._fan_out(call, t, names)
             choice = await self._route(call)
             route = self._note_route(t, choice)
             plan = Plan(choice.candidates, choice.context, self._deadline(call, choice),
@@ -312,6 +323,58 @@ class Pipeline:
             if close is not None:
                 await close()
         self._spawn(self.cache.put(key, msgspec.json.encode(whole.response())))
+
+    # ------------------------------------------------------------------ 4d. fan-out
+
+    async def _fan_out(self, call: Call, t: Tracker, names: Pseudonyms | None) -> Outcome:
+        """A fan-out group's answer (``execute/fanout``): its members and its synthesis
+        run as requests of their own, rows pointing at this one, which costs nothing
+        itself (the parts carry the cost; the client's usage.cost is their sum)."""
+        group = self.fanouts[call.request.model]
+        for m in (*group.members, group.synthesizer):  # every part must be allowed
+            self.routes.pinned(m or "", call.principal.allowed, call.local_only)
+        t.served_by(group.name, "fanout")
+        t.costs = Costs(0.0, None, None)
+
+        def part(req: ChatRequest) -> Any:
+            return self.run(dataclasses.replace(call, request=req, endpoint="fanout",
+                                                parent=t.id, fanout_raw=False))
+
+        seconds = min(x for x in (self.deadline, call.deadline) if x is not None)
+        answers = await ask_members(group, call.request, seconds, part)
+        headers = {"x-hybridgate-fanout-members": ",".join(m for m, _ in answers.said)}
+        if answers.left_out:
+            headers["x-hybridgate-fanout-left-out"] = ",".join(answers.left_out)
+        if call.fanout_raw:
+            out = Outcome(t.id, group.name, headers=headers, priced=True, cost=answers.cost)
+            resp = raw_response(group, answers)
+            if names is not None:
+                names.answer(resp)
+            if getattr(call.request, "stream", False):
+                out.held, out.rest = as_chunks(resp), _nothing()
+                out.record = t.stream_record(None, lambda usage, status: self._ended(
+                    t, status, usage, call=call))
+                out.record.add_cost = answers.cost
+                return out
+            out.response = resp
+        else:
+            out = await part(synthesis_request(call.request, group, answers.said))
+            out.request_id, out.headers = t.id, headers
+            out.route = f"fanout; synthesizer={group.synthesizer}"
+            if out.record is not None:
+                out.record.add_cost = answers.cost
+                if names is not None:
+                    out.held, out.rest = names.stream(out.held, out.rest)
+            else:
+                usage = out.response.usage
+                if usage and usage.cost is not None:
+                    usage.cost += answers.cost
+                out.cost = (out.cost or 0.0) + answers.cost
+                if names is not None:
+                    names.answer(out.response)
+        await t.commit(200)
+        self._ended(t, "200", call=call)
+        return out
 
     # ------------------------------------------------------------------ 5b. limits
 

@@ -47,6 +47,7 @@ class FakeOpenAI(FakeServer):
         # the answer's text instead of "echo: ...": one per request, in order (the last
         # one repeats), like tool_arguments
         self.content: list[str] | None = None
+        self.by_model: dict[str, str] = {}
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self.chat)
@@ -90,6 +91,8 @@ class FakeOpenAI(FakeServer):
                 args = args.pop(0) if len(args) > 1 else args[0]
             return "", {"id": "call_fake1", "type": "function",
                         "function": {"name": name, "arguments": args}}
+        if body.get("model") in self.by_model:  # a scripted answer per upstream model
+            return self.by_model[body["model"]], None
         if self.content:
             return (self.content.pop(0) if len(self.content) > 1 else self.content[0]), None
         return f"echo: {text}", None

@@ -109,6 +109,7 @@ class FakeServer:
             from tests.fakes.openai_upstream import TOOL_ARGUMENTS
             self.tool_arguments = TOOL_ARGUMENTS
             self.content = None
+            self.by_model = {}
         self.requests.clear()
         self.faults.clear()
         self.default_fault = Fault()

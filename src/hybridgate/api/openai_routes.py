@@ -56,6 +56,8 @@ def response_headers(out: Outcome) -> dict[str, str]:
         h.update(out.limits)
     if out.cache is not None:
         h["x-hybridgate-cache"] = out.cache
+    if out.headers:
+        h.update(out.headers)
     return h
 
 
@@ -109,7 +111,8 @@ class OpenAIRoutes:
         digest = hashlib.sha256(body).hexdigest() if self.pipeline.recorder.audit else None
         return Call(endpoint, req, who, self._local_only(request), len(body), check,
                     deadline, request.headers.get("traceparent"), digest,
-                    _cache_wish(request))
+                    _cache_wish(request), None,
+                    request.headers.get("x-hybridgate-fanout", "").lower() == "raw")
 
     async def _serve(self, request: Request, endpoint: str, kind: type,
                      check: Any) -> Response:

@@ -184,8 +184,13 @@ class RouteGroup(Struct, kw_only=True, forbid_unknown_fields=True):
     """
 
     name: str
-    weak: str
-    strong: str
+    weak: str = ""  # mode "route": both members are required
+    strong: str = ""
+    # "fanout": every one of ``members`` is asked at once, and ``synthesizer`` merges
+    # their answers into consensus, unique insights and contradictions (execute/fanout)
+    mode: Literal["route", "fanout"] = "route"
+    members: list[str] = field(default_factory=list)
+    synthesizer: str | None = None
     pii: PiiMode | None = None  # what personal data in its requests meets (guard/scrub)
     cache: bool = False  # answer repeated requests from the exact cache (cache/exact)
     strong_share: Annotated[float, Meta(ge=0, le=1)] = 0.2
@@ -360,7 +365,14 @@ class Config(Struct, kw_only=True, forbid_unknown_fields=True):
         for g in self.routes:
             if g.name in names:
                 raise ValueError(f"route group {g.name!r} has the name of a model")
-            for member in (g.weak, g.strong):
+            if g.mode == "fanout":
+                if len(g.members) < 2 or g.synthesizer is None:
+                    raise ValueError(f"route group {g.name!r}: a fanout needs two or more "
+                                     "members and a synthesizer")
+                needed = [*g.members, g.synthesizer]
+            else:
+                needed = [g.weak, g.strong]
+            for member in needed:
                 if member not in names:
                     raise ValueError(f"route group {g.name!r}: {member!r} is not in models")
         groups = [g.name for g in self.routes]

@@ -8,7 +8,7 @@ COLUMNS = ("id", "ts", "key_id", "user_id", "requested_model", "route", "provide
            "stream", "attempt", "prompt_tokens", "cached_tokens", "completion_tokens",
            "tokens_source", "latency_ms", "ttft_ms", "cost_usd", "baseline_cost_usd",
            "energy_j", "status", "error", "route_score", "route_decision", "route_text",
-           "attempts")
+           "attempts", "parent_id")
 
 
 class Record(Struct, kw_only=True, array_like=False):
@@ -39,6 +39,7 @@ class Record(Struct, kw_only=True, array_like=False):
     # JSON list of every attempt when there was more than one: [{"model", "status",
     # "error", "ms"}, ...]; `attempt` is their count
     attempts: str | None = None
+    parent_id: str | None = None  # a fan-out's member or synthesis call: the client's row
     # For the audit log only (not ledger columns): who, what was decided, and digests
     # of what was asked and answered (never the text)
     tenant: str | None = None

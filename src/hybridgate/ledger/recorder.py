@@ -103,6 +103,8 @@ class Recorder:
                     if self.baseline is not None and provider != "embeddings" else None)
         if provider == "cache":  # answered from the cache: free, and it saved the baseline
             return Costs(0.0, baseline, None)
+        if provider == "fanout":  # its parts have rows (and costs) of their own
+            return Costs(0.0, None, None)
         if provider in LOCAL_KINDS:
             # A local request costs the hardware's busy seconds; it also has a power draw.
             return Costs(self.local_usd_per_hour * seconds / 3600, baseline,
@@ -139,7 +141,7 @@ class Tracker:
     __slots__ = ("recorder", "id", "ts", "t0", "endpoint", "requested_model", "stream", "user",
                  "key_id", "route", "provider", "usage", "ttft", "costs", "tokens_source", "done",
                  "route_score", "route_decision", "route_text", "attempts", "_priced",
-                 "grant", "tenant", "policy", "request_sha256", "answer")
+                 "grant", "tenant", "policy", "request_sha256", "answer", "parent_id")
 
     def __init__(self, recorder: Recorder, endpoint: str, requested_model: str, stream: bool,
                  user: str | None, key_id: str | None = None) -> None:
@@ -165,6 +167,7 @@ class Tracker:
         self.attempts: list[Any] = []  # execute's Attempt records, in order
         self._priced: tuple[str | None, float] | None = None  # see _attempts_priced
         self.grant: Any = None  # gate/limits' admission, settled when the request ends
+        self.parent_id: str | None = None  # a fan-out's part: the client's request
         # the audit log's (ledger/audit), only when it is on
         self.tenant: str | None = None
         self.policy: dict[str, Any] | None = None
@@ -262,7 +265,7 @@ class Tracker:
             baseline_cost_usd=costs.baseline_cost_usd, energy_j=costs.energy_j,
             error=error, route_score=self.route_score, route_decision=self.route_decision,
             route_text=self.route_text, attempt=max(1, len(self.attempts)),
-            attempts=attempts, tenant=self.tenant,
+            attempts=attempts, parent_id=self.parent_id, tenant=self.tenant,
             policy=json.dumps(self.policy, sort_keys=True) if self.policy else None,
             request_sha256=self.request_sha256,
             response_sha256=self.answer.hexdigest() if self.answer is not None else None)
@@ -317,7 +320,7 @@ class StreamRecord:
     extra generator on its way out. ``on_end(usage, status)`` runs once, with status
     "200", "error:<status>" or "cancelled" (for the access log)."""
 
-    __slots__ = ("t", "prompt_chars", "on_end", "usage", "chars", "ended")
+    __slots__ = ("t", "prompt_chars", "on_end", "usage", "chars", "ended", "add_cost")
 
     def __init__(self, t: Tracker, prompt_chars: Callable[[], int] | None,
                  on_end: Callable[[Any, str], None]) -> None:
@@ -327,6 +330,7 @@ class StreamRecord:
         self.usage: Any = None
         self.chars = 0  # generated characters, for an estimate without usage
         self.ended = False
+        self.add_cost = 0.0  # what the client's usage.cost adds (a fan-out's members)
 
     def see(self, item: Any) -> None:
         """Per item: the first token's time; the usage chunk priced (``usage.cost`` set
@@ -337,7 +341,8 @@ class StreamRecord:
         for chunk in item if isinstance(item, list) else (item,):
             if not chunk.choices and chunk.usage:
                 self.usage = chunk.usage
-                self.usage.cost = t.set_usage(self.usage).cost_usd
+                cost = t.set_usage(self.usage).cost_usd
+                self.usage.cost = cost + self.add_cost if cost is not None else None
                 continue
             n = _chars(chunk)
             self.chars += n

@@ -94,6 +94,10 @@ MIGRATIONS: list[str] = [
         signature TEXT
     );
     """,
+    # 7: a fan-out's member and synthesis calls point at the client's request (its row)
+    """
+    ALTER TABLE requests ADD COLUMN parent_id TEXT;
+    """,
 ]
 
 

@@ -51,7 +51,11 @@ class Routes:
         self.local = local
         # Route groups load their router file now: a broken file fails start-up, loudly.
         self.groups: dict[str, RoutedGroup] = {
-            g.name: RoutedGroup(g, entries[g.weak], local) for g in config.routes}
+            g.name: RoutedGroup(g, entries[g.weak], local) for g in config.routes
+            if g.mode == "route"}
+        # fan-out groups (execute/fanout): their members, for /v1/models and allowlists
+        self.fanouts = {g.name: (*g.members, g.synthesizer) for g in config.routes
+                        if g.mode == "fanout"}
         self.default = config.default_model or self._first_chat_model(config, local)
 
     @staticmethod
@@ -130,7 +134,8 @@ class Routes:
         """What /v1/models lists for a caller: the models it may use, and the route
         groups with at least one member it may use."""
         if allowed is None:
-            return list(self.names), list(self.groups)
+            return list(self.names), [*self.groups, *self.fanouts]
         return ([n for n in self.names if n in allowed],
                 [n for n, g in self.groups.items()
-                 if g.group.weak in allowed or g.group.strong in allowed])
+                 if g.group.weak in allowed or g.group.strong in allowed]
+                + [n for n, ms in self.fanouts.items() if all(m in allowed for m in ms)])
