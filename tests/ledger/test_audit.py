@@ -193,3 +193,17 @@ def test_keygen_and_prune_keep_a_verifiable_log(audited, tmp_path):
     cfg.write_text(f"ledger: {{url: 'sqlite:///{db}'}}\n")  # 183 days: all is recent
     r = cli("audit", "prune", "--config", str(cfg))
     assert r.returncode == 0 and "nothing past retention" in r.stdout
+
+
+def test_verify_since_starts_from_a_signed_head(audited):
+    whole = _verify(audited)
+    assert "OK: 23 records" in whole.stdout
+    # a start after every head: only the records since the last signed head are walked,
+    # from that head's frontier and chain hash
+    r = cli("audit", "verify", "--ledger", f"sqlite:///{audited}", "--public-key", PUBLIC,
+            "--since", "2099-01-01")
+    assert r.returncode == 0, r.stdout + r.stderr
+    walked = int(r.stdout.split("OK: ")[1].split(" records")[0])
+    with sqlite3.connect(audited) as c:
+        last = c.execute("SELECT MAX(tree_size) FROM audit_heads").fetchone()[0]
+    assert walked == 23 - last
