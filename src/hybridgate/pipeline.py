@@ -232,8 +232,9 @@ class Pipeline:
             self._served(t, out, provider, plan)
             if names is not None:
                 names.answer(out.response)
-            if ckey is not None:
-                self._spawn(self.cache.put(ckey, msgspec.json.encode(out.response)))
+            if ckey is not None:  # without an upstream's own body: any dialect may hit it
+                self._spawn(self.cache.put(ckey, msgspec.json.encode(msgspec.structs.replace(
+                    out.response, native=msgspec.UNSET))))
             if self.recorder.audit:
                 t.answered(out.response)
             self._record_answer(t, out, req)

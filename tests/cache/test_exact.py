@@ -139,3 +139,36 @@ def test_redis_shares_the_cache_between_gateways_and_clear_empties_it(tmp_path,
     finally:
         for gw in gws:
             gw.stop()
+
+
+def test_an_anthropic_answer_in_the_cache_serves_an_openai_client_cleanly(tmp_path,
+                                                                          fake_anthropic):
+    """A Messages request passed through to an Anthropic upstream and an equivalent
+    Chat Completions request share a key; the cached answer must be plain for both."""
+    import anthropic
+
+    from tests.conftest import ANTHROPIC_KEY
+
+    gw = start_gateway(parse_config({
+        "ledger": {"url": f"sqlite:///{tmp_path / 'l.db'}"},
+        "tenants": [{"name": "cached", "cache": True}],
+        "keys": [{"id": "c", "key": CACHED, "tenant": "cached"}],
+        "models": [{"name": "claude-fake", "provider": "anthropic", "api_key": ANTHROPIC_KEY,
+                    "base_url": fake_anthropic.url, "model": "claude-sonnet-4-5"}]}))
+    try:
+        q = f"both dialects {secrets.token_hex(4)}"
+        claude = anthropic.Anthropic(base_url=gw.url, api_key=CACHED, max_retries=0)
+        first = claude.messages.create(model="claude-fake", max_tokens=64,
+                                       extra_body={"temperature": 0},
+                                       messages=[{"role": "user", "content": q}])
+        assert first.content[0].text == f"echo: {q}"
+        time.sleep(0.2)
+        c = openai.OpenAI(base_url=gw.v1, api_key=CACHED, max_retries=0)
+        raw = c.chat.completions.with_raw_response.create(
+            model="claude-fake", max_tokens=64, temperature=0,
+            messages=[{"role": "user", "content": q}])
+        assert raw.headers["x-hybridgate-cache"] == "hit"
+        body = raw.http_response.json()
+        assert "native" not in body and body["choices"][0]["message"]["content"] == f"echo: {q}"
+    finally:
+        gw.stop()
