@@ -192,6 +192,8 @@ class Grant:
     settled: bool = False
 
 
+SETTLE_DELAY = 0.005  # seconds a settle waits for a reserve to ride along with
+
 _WHY = {"budget": "budget", "rpm": "requests per minute", "tpm": "tokens per minute",
         "parallel": "parallel requests"}
 
@@ -263,7 +265,8 @@ class Limiter:
                              "and replica counts against the same limits")
         self.fail_open = config.on_redis_error == "allow"
         self._pending: list[list[Any]] = []  # settles waiting for the next round trip
-        self._batch: asyncio.Future[None] | None = None
+        self._batch: asyncio.Future[None] | None = None  # resolved when they are sent
+        self._flushes: set[asyncio.Task[Any]] = set()
         self.ledger_url = ledger_url
         self.redis = redis
         if self.enabled:
@@ -290,7 +293,7 @@ class Limiter:
             argv += s.argv(tokens, worst)
         for _ in range(3):
             try:
-                res = await self._reserve(args=argv)
+                res = await self._reserve_carrying(argv)
             except Exception as e:  # noqa: BLE001 - any Redis failure
                 return self._unreachable(e, request_id)
             res = [r.decode() if isinstance(r, bytes) else r for r in res]
@@ -312,31 +315,61 @@ class Limiter:
         argv: list[Any] = [grant.request_id, len(grant.scopes)]
         for s in grant.scopes:
             argv += [PREFIX + s.name, -1 if s.budget is None else s.period, cost, tokens]
-        # Settles that come together go in one pipelined round trip: the first one in
-        # yields once so the others can join, then sends them all.
+        # Settles wait a moment to ride along with the next reserve (one round trip for
+        # both, under load); when none comes, a timer sends them on their own.
+        loop = asyncio.get_running_loop()
+        if self._batch is None:
+            self._batch = loop.create_future()
+            loop.call_later(SETTLE_DELAY, self._flush_later)
         self._pending.append(argv)
-        if self._batch is not None:
-            await asyncio.shield(self._batch)
-            return
-        done = self._batch = asyncio.get_running_loop().create_future()
-        await asyncio.sleep(0)
-        batch, self._pending, self._batch = self._pending, [], None
+        await asyncio.shield(self._batch)
+
+    def _take(self) -> tuple[list[list[Any]], asyncio.Future[None] | None]:
+        batch, done = self._pending, self._batch
+        self._pending, self._batch = [], None
+        return batch, done
+
+    def _flush_later(self) -> None:
+        batch, done = self._take()
+        if batch:
+            task = asyncio.ensure_future(self._send(batch, None, done))
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
+
+    async def _reserve_carrying(self, argv: list[Any]) -> Any:
+        batch, done = self._take()
+        return await self._send(batch, argv, done)
+
+    async def _send(self, batch: list[list[Any]], reserve: list[Any] | None,
+                    done: asyncio.Future[None] | None) -> Any:
+        """Settles (and a reserve) in one pipelined round trip: EVALSHA straight into the
+        pipeline (the scripts are loaded: redis-py's script-in-pipeline path would ask
+        SCRIPT EXISTS every time). Returns the reserve's answer."""
         try:
-            # EVALSHA straight into the pipeline: the script is loaded (every reserve ran
-            # it first); redis-py's script-in-pipeline path asks SCRIPT EXISTS each time
+            if not batch:
+                return await self._reserve(args=reserve) if reserve is not None else None
             pipe = self.redis.pipeline(transaction=False)
             for a in batch:
                 pipe.evalsha(self._settle.sha, 0, *a)
+            if reserve is not None:
+                pipe.evalsha(self._reserve.sha, 0, *reserve)
             try:
-                await pipe.execute()
-            except NoScriptError:  # Redis restarted since: one at a time, loading it
+                results = await pipe.execute()  # retried on a dead connection by redis-py
+            except NoScriptError:  # Redis restarted since: one at a time, loading them
                 for a in batch:
                     await self._settle(args=a)
-        except Exception as e:  # noqa: BLE001 - the holds expire with their deadlines
-            log.warning("limits: could not settle %d requests (%s); their holds expire "
-                        "on their own", len(batch), type(e).__name__)
+                return await self._reserve(args=reserve) if reserve is not None else None
+            return results[-1] if reserve is not None else None
+        except Exception as e:
+            if batch:
+                log.warning("limits: could not settle %d requests (%s); their holds expire "
+                            "on their own", len(batch), type(e).__name__)
+            if reserve is not None:
+                raise
+            return None
         finally:
-            done.set_result(None)
+            if done is not None and not done.done():
+                done.set_result(None)
 
     async def remaining(self) -> dict[str, float]:
         """Budget left per scope right now (Redis's counters: settled spend this period
