@@ -81,12 +81,21 @@ def test_members_answer_and_the_synthesizer_merges_with_attribution(council, scr
 
 
 def test_raw_answers_json_and_streaming(council, scripted):
-    gw, _ = council
+    gw, db = council
     c = _client(gw)
     q = [{"role": "user", "content": "capital?"}]
     raw = c.chat.completions.with_raw_response.create(
         model="council", messages=q, extra_headers={"x-hybridgate-fanout": "raw"})
     assert [ch.message.content for ch in raw.parse().choices] == [ALPHA, BETA]
+    streamed = c.chat.completions.with_raw_response.create(
+        model="council", messages=q, stream=True, stream_options={"include_usage": True},
+        extra_headers={"x-hybridgate-fanout": "raw"})
+    chunks = list(streamed.parse())
+    assert chunks[-1].usage.cost > 0  # the members' cost, in the client's usage...
+    with sqlite3.connect(db) as con:  # ...while the client's own row counts nothing
+        row = con.execute("SELECT prompt_tokens, completion_tokens, cost_usd FROM requests "
+                          "WHERE id = ?", (streamed.headers["x-request-id"],)).fetchone()
+    assert row == (0, 0, 0.0)
     assert not any(r["body"]["model"] == "judge" for r in scripted.requests)  # no synthesis
     scripted.by_model["judge"] = json.dumps({
         "consensus": [{"point": "Paris", "members": ["alpha", "beta"]}],

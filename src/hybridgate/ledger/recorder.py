@@ -341,6 +341,9 @@ class StreamRecord:
         for chunk in item if isinstance(item, list) else (item,):
             if not chunk.choices and chunk.usage:
                 self.usage = chunk.usage
+                if t.provider == "fanout":  # the members' usage: their own rows have it
+                    self.usage.cost = self.add_cost
+                    continue
                 cost = t.set_usage(self.usage).cost_usd
                 self.usage.cost = cost + self.add_cost if cost is not None else None
                 continue
