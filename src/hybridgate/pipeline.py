@@ -53,7 +53,7 @@ from hybridgate.execute.fanout import ask_members, raw_response, synthesis_reque
 from hybridgate.gate.auth import KeyTable, Principal
 from hybridgate.gate.limits import Limiter
 from hybridgate.guard.scrub import Pseudonyms, count, stricter
-from hybridgate.ledger.recorder import Costs, Recorder, StreamRecord, Tracker, default_url
+from hybridgate.ledger.recorder import Costs, Recorder, StreamRecord, Tracker, ledger_url
 from hybridgate.ledger.stored import Keeper
 from hybridgate.observe.metrics import Metrics
 from hybridgate.observe.tracing import Tracing
@@ -145,8 +145,7 @@ class Pipeline:
         self.execute = Executor(self.registry, config, self.metrics.breaker_state)
         self.recorder = Recorder(config)
         self.kept = Keeper(config, self.recorder.ledger)  # what clients ask to store
-        self.limits = Limiter(config, (config.ledger.url or default_url())
-                              if config.ledger.enabled else None)
+        self.limits = Limiter(config, ledger_url(config))
         self._background: set[asyncio.Task[None]] = set()  # settles, cache stores
         self.cache = ExactCache(config)
         self.fanouts = {g.name: g for g in config.routes if g.mode == "fanout"}

@@ -161,3 +161,37 @@ def test_redact_block_local_and_detect(guarded, fake_openai):
     policy = json.loads(json.loads(body)["policy"])
     assert policy["pii_mode"] == "detect" and set(policy["pii"]) == KINDS
     assert "jane.doe" not in body
+
+
+def test_a_hostile_megabyte_is_scrubbed_off_the_event_loop(guarded, fake_openai):
+    """1 MB of digit and dash runs (near-misses for phone and card patterns) with one
+    real address: pseudonymized in linear time on a worker thread while /healthz keeps
+    answering, and the address comes back in the answer."""
+    import threading
+
+    import requests
+
+    gw, keys, _ = guarded
+    text = ("1-" * 250_000) + " write to jane.doe@example.com " + ("4 " * 240_000)
+    result: dict[str, object] = {}
+
+    def post() -> None:
+        r = requests.post(gw.v1 + "/chat/completions", timeout=60,
+                          headers={"authorization": f"Bearer {keys['pseudonymize']}"},
+                          json={"model": "gpt-fake",
+                                "messages": [{"role": "user", "content": text}]})
+        result["status"], result["body"] = r.status_code, r.json()
+
+    worker = threading.Thread(target=post)
+    worker.start()
+    worst = 0.0
+    while worker.is_alive():
+        t0 = time.perf_counter()
+        assert requests.get(gw.url + "/healthz", timeout=10).status_code == 200
+        worst = max(worst, time.perf_counter() - t0)
+        time.sleep(0.02)
+    worker.join()
+    assert result["status"] == 200, result
+    assert "jane.doe@example.com" not in _sent(fake_openai)
+    assert "jane.doe@example.com" in result["body"]["choices"][0]["message"]["content"]
+    assert worst < 1.0, f"/healthz waited {worst:.2f} s behind the scan"

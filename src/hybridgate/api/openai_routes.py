@@ -109,10 +109,11 @@ class OpenAIRoutes:
         shares (residency, deadline, the caller's trace context) and, for the audit log,
         the body's digest."""
         digest = hashlib.sha256(body).hexdigest() if self.pipeline.recorder.audit else None
-        return Call(endpoint, req, who, self._local_only(request), len(body), check,
-                    deadline, request.headers.get("traceparent"), digest,
-                    _cache_wish(request), None,
-                    request.headers.get("x-hybridgate-fanout", "").lower() == "raw")
+        h = request.headers
+        return Call(endpoint, req, who, local_only=self._local_only(request), size=len(body),
+                    check=check, deadline=deadline, traceparent=h.get("traceparent"),
+                    digest=digest, cache=_cache_wish(request),
+                    fanout_raw=h.get("x-hybridgate-fanout", "").lower() == "raw")
 
     async def _serve(self, request: Request, endpoint: str, kind: type,
                      check: Any) -> Response:

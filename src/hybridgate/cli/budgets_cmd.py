@@ -11,7 +11,7 @@ import click
 from hybridgate.cli.tables import print_table
 from hybridgate.config.settings import ConfigError, load_config
 from hybridgate.gate.budgets import redis_client, standings
-from hybridgate.ledger.recorder import default_url
+from hybridgate.ledger.recorder import ledger_url
 from hybridgate.ledger.report import fmt_usd
 
 
@@ -33,7 +33,7 @@ def budgets(config_path: str, fmt: str) -> None:
         cfg = load_config(config_path)
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
-    url = (cfg.ledger.url or default_url()) if cfg.ledger.enabled else None
+    url = ledger_url(cfg)
     redis = redis_client(cfg)
     try:
         rows = standings(cfg, url, redis)

@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,11 @@ def default_url() -> str:
     return f"sqlite:///{hybridgate_home() / 'ledger.db'}"
 
 
+def ledger_url(config: Config) -> str | None:
+    """Where the config's ledger lives (None: the ledger is off)."""
+    return (config.ledger.url or default_url()) if config.ledger.enabled else None
+
+
 class Recorder:
     def __init__(self, config: Config) -> None:
         lc = config.ledger
@@ -78,7 +83,7 @@ class Recorder:
             spill = Path(lc.spill_path) if lc.spill_path else (
                 hybridgate_home() / "ledger-spill.jsonl")
             self.audit = lc.audit.enabled
-            self.ledger = Ledger(lc.url or default_url(), required=lc.required,
+            self.ledger = Ledger(ledger_url(config) or "", required=lc.required,
                                  spill_path=spill, max_batch=lc.max_batch,
                                  audit=AuditLog(lc.audit) if lc.audit.enabled else None)
 
@@ -180,10 +185,12 @@ class Tracker:
         self.policy = {"residency": "local" if local_only else "any"}
         self.answer = hashlib.sha256()
 
-    def answered(self, item: Any) -> None:
-        """A response, or a streamed chunk, into the answer's digest (its encoding)."""
+    def answered(self, resp: Any) -> None:
+        """A whole answer into its digest: the output text and tool calls, so a streamed
+        answer (``StreamRecord.see``) and the same answer whole digest alike."""
         if self.answer is not None:
-            self.answer.update(msgspec.json.encode(item))
+            for piece in _answer_pieces(resp):
+                self.answer.update(piece.encode())
 
     def served_by(self, route: str, provider: str) -> None:
         self.route, self.provider = route, provider
@@ -296,20 +303,32 @@ class Tracker:
         self.recorder.ledger.record_nowait(self._record(status, error))
 
 
-def _chars(chunk: Any) -> int:
-    """Characters of generated output in a chunk: > 0 marks the first token, and the sum
-    feeds a token estimate should the upstream send no usage."""
-    n = 0
+def _pieces(chunk: Any) -> Iterator[str]:
+    """The generated output in a chunk, piece by piece: its characters mark the first
+    token and feed a token estimate; the audit log's answer digest is over them."""
     for c in chunk.choices:
         delta = getattr(c, "delta", None)
         if delta is None:
-            n += len(getattr(c, "text", "") or "")
+            yield getattr(c, "text", "") or ""
             continue
-        n += len(delta.content or "")
+        yield delta.content or ""
         for call in delta.tool_calls or ():
             if call.function is not None:
-                n += len(call.function.name or "") + len(call.function.arguments or "")
-    return n
+                yield call.function.name or ""
+                yield call.function.arguments or ""
+
+
+def _answer_pieces(resp: Any) -> Iterator[str]:
+    """A whole answer's output, in the order a stream of it would give it."""
+    for c in getattr(resp, "choices", ()):
+        msg = getattr(c, "message", None)
+        if msg is None:
+            yield getattr(c, "text", "") or ""
+            continue
+        yield msg.content or ""
+        for call in msg.tool_calls or ():
+            yield call.function.name
+            yield call.function.arguments
 
 
 class StreamRecord:
@@ -336,8 +355,6 @@ class StreamRecord:
         """Per item: the first token's time; the usage chunk priced (``usage.cost`` set
         before it is sent)."""
         t = self.t
-        if t.answer is not None:
-            t.answered(item)
         for chunk in item if isinstance(item, list) else (item,):
             if not chunk.choices and chunk.usage:
                 self.usage = chunk.usage
@@ -347,7 +364,11 @@ class StreamRecord:
                 cost = t.set_usage(self.usage).cost_usd
                 self.usage.cost = cost + self.add_cost if cost is not None else None
                 continue
-            n = _chars(chunk)
+            n = 0
+            for piece in _pieces(chunk):
+                n += len(piece)
+                if t.answer is not None and piece:
+                    t.answer.update(piece.encode())
             self.chars += n
             if n and t.ttft is None:
                 t.first_token()

@@ -25,7 +25,7 @@ from hybridgate.config.settings import Config
 from hybridgate.core.errors import AuthenticationFailed, NotFound
 from hybridgate.gate.auth import KeyTable
 from hybridgate.gate.budgets import redis_client, standings
-from hybridgate.ledger.recorder import default_url
+from hybridgate.ledger.recorder import ledger_url
 from hybridgate.ledger.report import fmt_ms, fmt_usd, parse_since
 from hybridgate.ui import data
 
@@ -46,7 +46,7 @@ def _page(name: str, status: int = 200, **ctx: object) -> HTMLResponse:
 class Dashboard:
     def __init__(self, config: Config, keys: KeyTable) -> None:
         self.keys = keys
-        self.url = (config.ledger.url or default_url()) if config.ledger.enabled else None
+        self.url = ledger_url(config)
         self.tenants = {k.id: k.tenant for k in config.keys if k.tenant}
         self.config = config
         self.redis = redis_client(config) if config.redis else None  # budgets' live side
