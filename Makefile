@@ -14,10 +14,12 @@ $(BIN)/python:
 
 install: $(BIN)/python
 	scripts/install_llama.sh $(BIN)/pip
+	scripts/install_llama_server.sh $(BIN)/pip
 	$(BIN)/pip install -q -e '.[embeddings,transformers]'
 
 install-test: $(BIN)/python
 	scripts/install_llama.sh $(BIN)/pip
+	scripts/install_llama_server.sh $(BIN)/pip
 	$(BIN)/pip install -q -e '.[embeddings,transformers,tracing,test]'
 
 serve: install

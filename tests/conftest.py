@@ -101,7 +101,9 @@ def _reset_fakes(request: pytest.FixtureRequest) -> None:
 
 
 def gateway_config(fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic, ledger_url: str,
-                   **server: object) -> Config:
+                   local_engine: str = "embedded", **server: object) -> Config:
+    """``local_engine: server`` runs the local models on llama-server (4 slots)."""
+    engine = "" if local_engine == "embedded" else f", engine: {local_engine}, parallel: 4"
     os.environ["TEST_OPENAI_KEY"] = OPENAI_KEY
     os.environ["TEST_ANTHROPIC_KEY"] = ANTHROPIC_KEY
     doc = yaml.safe_load(f"""
@@ -118,9 +120,9 @@ routes:
       cascade_threshold: -1000000000.0}}
   - {{name: cascade-down, weak: {LOCAL}, strong: down, cascade: true, cascade_threshold: 0.0}}
 models:
-  - {{name: {LOCAL}, provider: local, model: {LOCAL}, n_ctx: 2048, n_threads: 2}}
+  - {{name: {LOCAL}, provider: local, model: {LOCAL}, n_ctx: 2048, n_threads: 2{engine}}}
   - {{name: {LOCAL}-grammar, provider: local, model: {LOCAL}, n_ctx: 2048, n_threads: 2,
-      auto_tool_grammar: true}}
+      auto_tool_grammar: true{engine}}}
   - {{name: all-MiniLM-L6-v2, provider: sentence_transformers}}
   - name: gpt-fake
     provider: openai

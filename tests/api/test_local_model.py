@@ -1,4 +1,5 @@
-"""The embedded llama.cpp model (SmolLM2 135M) through the gateway, via the openai SDK."""
+"""The local model (SmolLM2 135M) through the gateway, via the openai SDK, on both
+engines: llama.cpp in-process (``embedded``) and llama.cpp's server (``server``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import time
 import jsonschema
 import pytest
 import requests
+
+from tests.conftest import gateway_config, start_gateway
 
 pytestmark = pytest.mark.slow
 
@@ -21,6 +24,25 @@ WEATHER = {"type": "function", "function": {
 TIME = {"type": "function", "function": {
     "name": "get_time", "parameters": {"type": "object", "properties": {
         "tz": {"type": "string"}}, "required": ["tz"]}}}
+
+
+@pytest.fixture(scope="module", params=["embedded", "server"])
+def gateway(request, gateway, fake_openai, fake_anthropic, tmp_path_factory):
+    """The session's gateway (embedded engine), then one whose local models run on
+    llama-server: every test here holds for both."""
+    if request.param == "embedded":
+        yield gateway
+        return
+    ledger = tmp_path_factory.mktemp("server-engine") / "ledger.db"
+    gw = start_gateway(gateway_config(fake_openai, fake_anthropic, f"sqlite:///{ledger}",
+                                      local_engine="server"))
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture(scope="module")
+def client(gateway):
+    return gateway.client()
 
 
 def ask(client, content="What is the capital of France?", **kw):

@@ -108,6 +108,25 @@ class LocalModel(ModelCommon, kw_only=True, forbid_unknown_fields=True, tag="loc
     # tool_choice auto: a grammar allows free text or valid calls only (a call, once
     # begun, matches a declared tool's parameters)
     auto_tool_grammar: bool = False
+    # `embedded`: llama.cpp in this process, one request at a time. `server`: llama.cpp's
+    # own server (scripts/install_llama_server.sh), supervised by the gateway and spoken
+    # to over loopback: `parallel` sequences decoded together (continuous batching),
+    # shared prompt prefixes reused, optional speculative decoding (docs/local-tier.md).
+    engine: Literal["embedded", "server"] = "embedded"
+    parallel: Annotated[int, Meta(ge=1, le=64)] = 8  # sequences decoded together (server)
+    # `ngram`: drafts from n-grams already in the prompt (input-grounded work: editing,
+    # extraction); `draft`: a small `draft_model` proposes, the model verifies
+    speculative: Literal["off", "ngram", "draft"] = "off"
+    draft_model: str | None = None  # catalog name or .gguf path, for speculative: draft
+    draft_max: Annotated[int, Meta(ge=1, le=64)] = 16  # tokens proposed per step
+    server_binary: str | None = None  # default: llama-server beside this Python, then PATH
+
+    def __post_init__(self) -> None:
+        if self.engine == "embedded" and self.speculative != "off":
+            raise ValueError(f"model {self.name!r}: speculative decoding needs engine: server")
+        if (self.speculative == "draft") != (self.draft_model is not None):
+            raise ValueError(f"model {self.name!r}: speculative: draft and draft_model go "
+                             "together")
 
 
 class TransformersModel(ModelCommon, kw_only=True, forbid_unknown_fields=True,

@@ -72,14 +72,17 @@ class Engine:
     """One loaded GGUF model and its chat template."""
 
     def __init__(self, path: Path, *, n_ctx: int, n_threads: int, n_batch: int,
-                 kv_cache_type: str, flash_attn: bool | None, default_max_tokens: int) -> None:
+                 kv_cache_type: str, flash_attn: bool | None, default_max_tokens: int,
+                 vocab_only: bool = False) -> None:
+        """``vocab_only``: the template and tokenizer without the weights, for a model
+        that llama-server decodes (providers/local/server.py)."""
         kv = KV_TYPES[kv_cache_type]
         # A quantized V cache needs flash attention in llama.cpp.
         fa = flash_attn if flash_attn is not None else kv_cache_type != "f16"
         self.llm = Llama(str(path), n_ctx=n_ctx, n_threads=n_threads,
                          n_threads_batch=n_threads, n_batch=n_batch, type_k=kv, type_v=kv,
-                         flash_attn=fa, verbose=False)
-        self.n_ctx = self.llm.n_ctx()
+                         flash_attn=fa, verbose=False, vocab_only=vocab_only)
+        self.n_ctx = n_ctx if vocab_only else self.llm.n_ctx()
         self.default_max_tokens = default_max_tokens
         template = self.llm.metadata.get("tokenizer.chat_template")
         self.chat_template = template

@@ -1,10 +1,12 @@
-"""LocalProvider: llama.cpp in-process, off the event loop, one request at a time.
+"""LocalProvider: a GGUF model on this machine, run by llama.cpp.
 
-Each model owns a single worker thread. Requests queue in arrival order (the
-executor's FIFO queue), so a model is shared fairly and the event loop, and every
-other route, stays free while tokens are generated. Tokens cross to the loop through
-an asyncio queue; when the client goes away, the generator is closed, which sets a
-flag the token loop checks before every token.
+Two engines behind one provider. ``embedded`` (the default): llama.cpp in-process, one
+request at a time on the model's own worker thread; requests queue in arrival order (the
+executor's FIFO queue) and the event loop stays free while tokens are generated. Tokens
+cross to the loop through an asyncio queue; when the client goes away, the generator is
+closed, which sets a flag the token loop checks before every token. ``server``:
+llama.cpp's own server decodes up to ``parallel`` requests together (server.py); the
+worker thread then only renders templates and tokenizes.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from hybridgate.providers.base import Provider
 from hybridgate.providers.local import constraints
 from hybridgate.providers.local.engine import Engine, GenerationResult, SamplingParams
 from hybridgate.providers.local.prompt import template_messages
+from hybridgate.providers.local.server import LlamaServer, ShareClock
 from hybridgate.providers.local.toolcalls import ToolMarkupSplitter, parse_tool_calls
 
 _DONE = object()
@@ -82,6 +85,8 @@ class LocalProvider(Provider):
         self._in_flight = 0  # requests generating or waiting for the model thread
         self._depth: Any = None  # the queue-depth gauge, with metrics
         self._speed: Callable[[str, int, float], None] | None = None
+        self.server: LlamaServer | None = None  # engine: server
+        self._clock = ShareClock()
         entry = get_model(cfg.model)
         self.supports_chat = entry.chat if entry is not None else True
 
@@ -91,9 +96,18 @@ class LocalProvider(Provider):
         except ModelStoreError as e:
             raise UpstreamUnavailable(str(e)) from None
         threads = self.cfg.n_threads or os.cpu_count() or 1
-        self.engine = await asyncio.get_running_loop().run_in_executor(
+        engine = await asyncio.get_running_loop().run_in_executor(
             self._executor, lambda: self._load(path, threads))
-        if not self.engine.chat_template:
+        if self.cfg.engine == "server":
+            server = LlamaServer(self.cfg, path, threads)
+            try:
+                await server.start()
+            except BaseException:
+                engine.close()
+                raise
+            self.server = server
+        self.engine = engine
+        if not engine.chat_template:
             self.supports_chat = False
 
     def _load(self, path: Path, threads: int) -> Engine:
@@ -101,9 +115,13 @@ class LocalProvider(Provider):
         cfg = self.cfg
         return Engine(path, n_ctx=cfg.n_ctx, n_threads=threads, n_batch=cfg.n_batch,
                       kv_cache_type=cfg.kv_cache_type, flash_attn=cfg.flash_attn,
-                      default_max_tokens=cfg.default_max_tokens)
+                      default_max_tokens=cfg.default_max_tokens,
+                      vocab_only=cfg.engine == "server")
 
     async def close(self) -> None:
+        server, self.server = self.server, None
+        if server is not None:
+            await server.close()
         engine, self.engine = self.engine, None
         if engine is not None:
             await asyncio.get_running_loop().run_in_executor(self._executor, engine.close)
@@ -111,7 +129,8 @@ class LocalProvider(Provider):
 
     @property
     def ready(self) -> bool:
-        return self.engine is not None
+        return self.engine is not None and (self.cfg.engine != "server" or
+                                            (self.server is not None and self.server.ready))
 
     def observe(self, metrics: Any) -> None:
         self._depth = metrics.queue_gauge(self.name)
@@ -121,10 +140,12 @@ class LocalProvider(Provider):
 
     @contextmanager
     def _slot(self) -> Iterator[None]:
-        """One request's place: the one generating and ``max_queue`` waiting behind it;
-        past that, 503 ``model_overloaded`` at once (execute then tries elsewhere)."""
+        """One request's place: the ones generating (one, or ``parallel`` with the
+        server engine) and ``max_queue`` waiting behind them; past that, 503
+        ``model_overloaded`` at once (execute then tries elsewhere)."""
         limit = self.cfg.max_queue
-        if limit is not None and self._in_flight > limit:
+        running = self.cfg.parallel if self.cfg.engine == "server" else 1
+        if limit is not None and self._in_flight >= limit + running:
             raise UpstreamUnavailable(
                 f"local model {self.name} is busy ({self._in_flight} requests ahead; "
                 f"max_queue {limit})", code="model_overloaded")
@@ -288,14 +309,40 @@ class LocalProvider(Provider):
             cancel.set()
             future.cancel()
 
-    async def _generate(self, tokens: list[int], params: SamplingParams) -> GenerationResult:
-        """A whole generation, no streaming: the bridge's last item is the result."""
+    def _generation(self, tokens: list[int], params: SamplingParams
+                    ) -> AsyncIterator[str | GenerationResult]:
+        """Text pieces, then the ``GenerationResult``, from whichever engine runs."""
         engine = self._engine()
+        if self.server is not None:
+            return self._served(engine, tokens, params)
+        return self._run(lambda c, e: engine.generate(tokens, params, c, e))
+
+    async def _served(self, engine: Engine, tokens: list[int], params: SamplingParams
+                      ) -> AsyncIterator[str | GenerationResult]:
+        assert self.server is not None
+        limit = engine.budget(len(tokens), params.max_tokens)
+        if limit == 0:
+            yield GenerationResult("", len(tokens), 0, "length")
+            return
+        stream = self.server.generate(tokens, params, limit, self._clock)
+        try:
+            async for item in stream:
+                if isinstance(item, GenerationResult) and self._speed is not None:
+                    self._speed(self.name, item.completion_tokens, item.seconds)
+                yield item
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+
+    async def _generate(self, tokens: list[int], params: SamplingParams) -> GenerationResult:
+        """A whole generation, no streaming: the last item is the result."""
         result: GenerationResult | None = None
-        async for item in self._run(lambda c, e: engine.generate(tokens, params, c,
-                                                                  lambda _t: None)):
-            result = item
-        assert result is not None
+        stream = self._generation(tokens, params)
+        try:
+            async for item in stream:
+                result = item  # type: ignore[assignment]
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+        assert isinstance(result, GenerationResult)
         return result
 
     async def _plan(self, fn: Callable[[], Any]) -> Any:
@@ -341,7 +388,6 @@ class LocalProvider(Provider):
 
     async def _chat_stream(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
         plan: _ChatPlan = await self._plan(lambda: self._plan_chat(req))
-        engine = self._engine()
         cid, created = new_id("chatcmpl"), now()
 
         def chunk(delta: Delta, finish: str | None = None) -> ChatChunk:
@@ -351,7 +397,7 @@ class LocalProvider(Provider):
         yield chunk(Delta(role="assistant", content=""))
         splitter = ToolMarkupSplitter() if plan.tools else None
         result: GenerationResult | None = None
-        async for item in self._run(lambda c, e: engine.generate(plan.tokens, plan.params, c, e)):
+        async for item in self._generation(plan.tokens, plan.params):
             if isinstance(item, GenerationResult):
                 result = item
                 break
@@ -397,9 +443,8 @@ class LocalProvider(Provider):
     async def _complete_stream(self, req: CompletionRequest
                                ) -> AsyncIterator[CompletionResponse]:
         tokens, params = await self._plan(lambda: self._plan_completion(req))
-        engine = self._engine()
         cid, created = new_id("cmpl"), now()
-        async for item in self._run(lambda c, e: engine.generate(tokens, params, c, e)):
+        async for item in self._generation(tokens, params):
             if isinstance(item, GenerationResult):
                 yield CompletionResponse(id=cid, created=created, model=self.name, choices=[
                     CompletionChoice(index=0, text="", finish_reason=item.finish_reason)])
