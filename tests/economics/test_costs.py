@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -111,3 +112,42 @@ def test_from_ledger_uses_real_volume_and_split(tmp_path):
     prompt, completion = 4 * 500 + 4 * 1000 + 10, 4 * 125 + 4 * 250 + 10
     assert doc["input_share"] == pytest.approx(prompt / (prompt + completion))
     assert doc["tokens_per_month"] > prompt + completion  # scaled up to a month
+
+
+def test_from_ledger_prices_the_local_machine_at_its_measured_rate(tmp_path):
+    """Twelve local requests of 600 tokens, each with 2 s of engine time (its share of a
+    batched engine): 300 tokens/s, used for the profile that served them (the ledger's
+    local_hardware) instead of its reference rates; other profiles keep theirs."""
+    from hybridgate.ledger.record import Record
+    from hybridgate.ledger.store import Store
+
+    watts = load_hardware(None)["cpu-2core"].watts
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    store = Store(url)
+    store.connect()
+    store.insert([Record(id=f"l{i}", ts=time.time() - 3600 + i, requested_model="auto",
+                         endpoint="chat", status=200, route="qwen", provider="local",
+                         prompt_tokens=500, completion_tokens=100, energy_j=2 * watts).row()
+                  for i in range(12)])
+    store.close()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"ledger: {{url: '{url}'}}\n")
+    run = [sys.executable, "-m", "hybridgate.cli.main", "economics", "--from-ledger",
+           "--config", str(cfg)]
+    r = subprocess.run([*run, "--format", "json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    rows = {row["hardware"]: row for row in json.loads(r.stdout)["rows"]}
+    assert rows["cpu-2core"]["measured"] is True
+    assert rows["cpu-2core"]["tokens_per_second"] == pytest.approx(300.0)
+    assert rows["cpu-2core"]["prefill_tokens_per_second"] == pytest.approx(300.0)
+    assert rows["rtx-4090"]["measured"] is False
+    assert rows["rtx-4090"]["tokens_per_second"] == load_hardware(None)["rtx-4090"] \
+        .tokens_per_second
+    text = subprocess.run(run, capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "200"}).stdout
+    assert "300.0 tokens/s measured from the ledger" in text
+    # an explicit rate wins over the measured one
+    r = subprocess.run([*run, "--format", "json", "--tokens-per-second", "50"],
+                       capture_output=True, text=True)
+    rows = {row["hardware"]: row for row in json.loads(r.stdout)["rows"]}
+    assert rows["cpu-2core"]["measured"] is False and rows["cpu-2core"]["tokens_per_second"] == 50

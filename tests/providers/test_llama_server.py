@@ -204,3 +204,17 @@ def test_same_answer_and_usage_as_the_embedded_engine(batched, gateway):
     assert a.json()["choices"][0]["finish_reason"] == "stop"
     usage = ("prompt_tokens", "completion_tokens")
     assert [a.json()["usage"][k] for k in usage] == [b.json()["usage"][k] for k in usage]
+
+
+def test_a_draft_model_speculates(tmp_path):
+    """speculative: draft starts the server with the draft model and answers (SmolLM2
+    drafting for itself: the same vocabulary)."""
+    gw = start_gateway(config("drafted", speculative="draft", draft_model=M, draft_max=4))
+    try:
+        r = complete(gw, "drafted", 24)
+        assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 24
+        (pid,) = server_pids("drafted")
+        argv = open(f"/proc/{pid}/cmdline").read().split("\0")
+        assert argv[argv.index("--spec-type") + 1] == "draft-simple"
+    finally:
+        gw.stop()

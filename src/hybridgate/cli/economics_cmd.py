@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from typing import NamedTuple
 
 import click
 from rich.console import Console
@@ -32,8 +33,17 @@ def _tokens(text: str) -> float:
         raise click.BadParameter(f"not a token count: {text!r}") from None
 
 
-def _from_ledger(config_path: str | None) -> tuple[float, float]:
-    """(tokens per month, input share) from the last 30 days of the ledger."""
+class _Ledger(NamedTuple):
+    tokens_month: float
+    input_share: float
+    local_tokens: int  # prompt + output tokens the local engines served
+    local_joules: float  # their recorded energy: the hardware's watts x engine seconds
+    local_requests: int
+
+
+def _from_ledger(config_path: str | None) -> _Ledger:
+    """Volume and input share from the last 30 days of the ledger, and what the local
+    engines really did in that time."""
     from hybridgate.cli.report_cmd import ledger_url, open_store
 
     store = open_store(ledger_url(config_path, None))
@@ -42,12 +52,27 @@ def _from_ledger(config_path: str | None) -> tuple[float, float]:
         (p, c, first), = store.query(
             "SELECT COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
             "MIN(ts) FROM requests WHERE ts >= ? AND status < 400", (since,))
+        (lt, lj, ln), = store.query(
+            "SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0), "
+            "COALESCE(SUM(energy_j), 0), COUNT(*) FROM requests WHERE ts >= ? AND "
+            "status < 400 AND provider IN ('local', 'transformers') AND energy_j > 0 "
+            "AND endpoint != 'embeddings'", (since,))
     finally:
         store.close()
     if not p and not c:
         raise click.ClickException("the ledger has no requests in the last 30 days")
     days = max(1.0, (time.time() - first) / 86400)
-    return (p + c) * 30 / days, p / (p + c)
+    return _Ledger((p + c) * 30 / days, p / (p + c), int(lt), float(lj), int(ln))
+
+
+def measured_tps(ledger: _Ledger, watts: float) -> float | None:
+    """Tokens/s (prompt and output together) the local engines delivered per second of
+    engine time: with batching, each request's seconds are its share of the engine
+    (providers/local/server.py's ShareClock), so this is the throughput at the
+    concurrency the engine really ran. None with too little to go on."""
+    if ledger.local_requests < 10 or ledger.local_joules <= 0 or watts <= 0:
+        return None
+    return ledger.local_tokens / (ledger.local_joules / watts)
 
 
 @click.command()
@@ -75,8 +100,14 @@ def economics(tokens_text: str | None, from_ledger: bool, model: str | None,
               plot_out: str | None, fmt: str, config_path: str | None) -> None:
     """When does self-hosting pay? API cost vs owning or renting each hardware profile."""
     cfg = load_config(config_path) if config_path else None
+    measured: float | None = None
+    local_hw = cfg.ledger.local_hardware if cfg else "cpu-2core"
     if from_ledger:
-        tokens, input_share = _from_ledger(config_path)
+        ledger = _from_ledger(config_path)
+        tokens, input_share = ledger.tokens_month, ledger.input_share
+        hw_local = load_hardware(cfg.ledger.hardware if cfg else None).get(local_hw)
+        if hw_local is not None and tokens_per_second is None and prefill_tps is None:
+            measured = measured_tps(ledger, hw_local.watts)
     elif tokens_text:
         tokens = _tokens(tokens_text)
     else:
@@ -98,11 +129,13 @@ def economics(tokens_text: str | None, from_ledger: bool, model: str | None,
     api_month = tokens * per_token
     rows = []
     for hw in profiles.values():
+        # the machine that served the ledger's local requests: its measured rate (one
+        # blended tokens/s, so prompt and output alike) instead of the profile's
+        tps, ptps = ((measured, measured) if measured and hw.name == local_hw
+                     else (tokens_per_second, prefill_tps))
         try:
-            cost, units = monthly_self_hosted(hw, tokens, kwh, tokens_per_second, mode,
-                                              input_share, prefill_tps)
-            be = break_even(hw, per_token, kwh, tokens_per_second, mode, input_share,
-                            prefill_tps)
+            cost, units = monthly_self_hosted(hw, tokens, kwh, tps, mode, input_share, ptps)
+            be = break_even(hw, per_token, kwh, tps, mode, input_share, ptps)
         except ValueError:
             continue  # e.g. --mode owned for a rent-only profile
         rows.append({"hardware": hw.name, "mode": be.mode, "units": units,
@@ -112,7 +145,8 @@ def economics(tokens_text: str | None, from_ledger: bool, model: str | None,
                      "utilization_needed": be.utilization_needed,
                      "capacity_tokens_month": be.capacity_tokens,
                      **dict(zip(("tokens_per_second", "prefill_tokens_per_second"),
-                                rates(hw, tokens_per_second, prefill_tps), strict=True)),
+                                rates(hw, tps, ptps), strict=True)),
+                     "measured": bool(measured and hw.name == local_hw),
                      "pays": cost < api_month, "reference_model": hw.reference_model})
     if plot_out:
         _plot(plot_out, tokens, per_token, profiles, kwh, tokens_per_second, mode, model,
@@ -147,6 +181,10 @@ def economics(tokens_text: str | None, from_ledger: bool, model: str | None,
                    f"break-even is {be:,.0f} tokens/month")
             console.print(f"[red]{r['hardware']}: your volume is below break-even; the API "
                           f"is cheaper ({why}).[/]")
+    if measured:
+        console.print(f"{local_hw}: {measured:,.1f} tokens/s measured from the ledger's "
+                      f"local requests (prompt and output, per second of engine time, at "
+                      f"the concurrency the engine ran), instead of the profile's rates.")
     console.print("Throughputs (prompt and output tokens/s, each at its own rate) are the "
                   "profiles' reference models (see `hardware.yaml`); pass "
                   "--tokens-per-second and --prefill-tokens-per-second for your own.")

@@ -86,6 +86,10 @@ class LocalProvider(Provider):
         self._depth: Any = None  # the queue-depth gauge, with metrics
         self._speed: Callable[[str, int, float], None] | None = None
         self.server: LlamaServer | None = None  # engine: server
+        # how many sequences decode at once (the transformers engine has one, and no
+        # `engine` field)
+        self.served = getattr(cfg, "engine", "embedded") == "server"
+        self.running = cfg.parallel if self.served else 1
         self._clock = ShareClock()
         entry = get_model(cfg.model)
         self.supports_chat = entry.chat if entry is not None else True
@@ -98,7 +102,7 @@ class LocalProvider(Provider):
         threads = self.cfg.n_threads or os.cpu_count() or 1
         engine = await asyncio.get_running_loop().run_in_executor(
             self._executor, lambda: self._load(path, threads))
-        if self.cfg.engine == "server":
+        if self.served:
             server = LlamaServer(self.cfg, path, threads)
             try:
                 await server.start()
@@ -116,7 +120,7 @@ class LocalProvider(Provider):
         return Engine(path, n_ctx=cfg.n_ctx, n_threads=threads, n_batch=cfg.n_batch,
                       kv_cache_type=cfg.kv_cache_type, flash_attn=cfg.flash_attn,
                       default_max_tokens=cfg.default_max_tokens,
-                      vocab_only=cfg.engine == "server")
+                      vocab_only=self.served)
 
     async def close(self) -> None:
         server, self.server = self.server, None
@@ -129,7 +133,7 @@ class LocalProvider(Provider):
 
     @property
     def ready(self) -> bool:
-        return self.engine is not None and (self.cfg.engine != "server" or
+        return self.engine is not None and (not self.served or
                                             (self.server is not None and self.server.ready))
 
     def observe(self, metrics: Any) -> None:
@@ -144,8 +148,7 @@ class LocalProvider(Provider):
         server engine) and ``max_queue`` waiting behind them; past that, 503
         ``model_overloaded`` at once (execute then tries elsewhere)."""
         limit = self.cfg.max_queue
-        running = self.cfg.parallel if self.cfg.engine == "server" else 1
-        if limit is not None and self._in_flight >= limit + running:
+        if limit is not None and self._in_flight >= limit + self.running:
             raise UpstreamUnavailable(
                 f"local model {self.name} is busy ({self._in_flight} requests ahead; "
                 f"max_queue {limit})", code="model_overloaded")

@@ -141,8 +141,11 @@ class LlamaServer:
                 draft = resolve_gguf(cfg.draft_model)
             except ModelStoreError as e:
                 raise UpstreamUnavailable(str(e)) from None
-            self.argv += ["--model-draft", str(draft), "--spec-draft-n-max",
-                          str(cfg.draft_max), "--threads-draft", str(threads)]
+            # the type is named: with a draft model alone, llama-server loads it and
+            # does not speculate
+            self.argv += ["--spec-type", "draft-simple", "--model-draft", str(draft),
+                          "--spec-draft-n-max", str(cfg.draft_max),
+                          "--threads-draft", str(threads)]
         self.proc: asyncio.subprocess.Process | None = None
         self.upstream: Upstream | None = None
         self.restarts = 0
