@@ -218,3 +218,27 @@ def test_a_draft_model_speculates(tmp_path):
         assert argv[argv.index("--spec-type") + 1] == "draft-simple"
     finally:
         gw.stop()
+
+
+def test_the_server_dies_with_a_killed_gateway(tmp_path):
+    """kill -9 leaves no gateway to stop its engine: the kernel's parent-death signal
+    does, so no orphan keeps the cores busy."""
+    from hybridgate.models.store import resolve_gguf
+    from tests.ledger.helpers import GatewayProcess
+
+    gw = GatewayProcess(tmp_path, "", {}, config={
+        "ledger": {"enabled": False},
+        "models": [{"name": "orphan-check", "provider": "local", "n_threads": 2,
+                    "model": str(resolve_gguf(M)), "n_ctx": 1024, "engine": "server"}]})
+    try:
+        gw.wait("/readyz", timeout=120)
+        (pid,) = server_pids("orphan-check")
+        gw.kill9()
+        deadline = time.time() + 15
+        while server_pids("orphan-check") and time.time() < deadline:
+            time.sleep(0.1)
+        assert server_pids("orphan-check") == []
+    finally:
+        gw.stop()
+        for pid in server_pids("orphan-check"):
+            os.kill(pid, signal.SIGKILL)
