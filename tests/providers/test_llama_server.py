@@ -242,3 +242,16 @@ def test_the_server_dies_with_a_killed_gateway(tmp_path):
         gw.stop()
         for pid in server_pids("orphan-check"):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_the_engine_answers_only_the_gateway(batched):
+    """Another process on the host finds the port but not the key (it is in the server's
+    environment, not its argv)."""
+    (pid,) = server_pids("batched")
+    argv = open(f"/proc/{pid}/cmdline").read().split("\0")
+    port = argv[argv.index("--port") + 1]
+    assert "--api-key" not in argv
+    r = requests.post(f"http://127.0.0.1:{port}/completion",
+                      json={"prompt": "hi", "n_predict": 2}, timeout=10)
+    assert r.status_code == 401
+    assert requests.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code == 200

@@ -10,7 +10,10 @@ ourselves would duplicate the engine; supervising it is small.
 The split of work keeps every guarantee of the embedded path: the gateway renders the
 chat template, tokenizes (client text as text, never as control tokens: ``ControlText``),
 builds the grammar and parses tool calls; the server receives token ids and a GBNF
-grammar and only decodes. It listens on 127.0.0.1 only, on a port picked at start.
+grammar and only decodes. It listens on 127.0.0.1 only, on a port picked at start, and
+answers only with a key made at each start (passed in its environment, not its argv,
+which every local user can read): another process on the host cannot use the model
+around the gateway's keys, budgets and ledger.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import asyncio
 import collections
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -164,10 +168,12 @@ class LlamaServer:
 
     async def _spawn(self) -> None:
         port = _free_port()
+        key = secrets.token_urlsafe(32)
         self.proc = await asyncio.create_subprocess_exec(
             *self.argv, "--host", "127.0.0.1", "--port", str(port),
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE, preexec_fn=_die_with_parent)
+            stderr=asyncio.subprocess.PIPE, preexec_fn=_die_with_parent,
+            env={**os.environ, "LLAMA_API_KEY": key})
         self._reader = asyncio.create_task(self._read_stderr(self.proc))
         base = f"http://127.0.0.1:{port}"
         try:
@@ -175,8 +181,8 @@ class LlamaServer:
         except BaseException:
             await self._stop_process()
             raise
-        upstream = Upstream(f"local:{self.name}", base, {}, timeout=600.0,
-                            connect_timeout=5.0)
+        upstream = Upstream(f"local:{self.name}", base, {"authorization": f"Bearer {key}"},
+                            timeout=600.0, connect_timeout=5.0)
         await upstream.start()
         self.upstream = upstream
         log.info("llama-server for %s up on %s (pid %d)", self.name, base, self.proc.pid)
