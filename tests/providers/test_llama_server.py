@@ -255,3 +255,21 @@ def test_the_engine_answers_only_the_gateway(batched):
                       json={"prompt": "hi", "n_predict": 2}, timeout=10)
     assert r.status_code == 401
     assert requests.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code == 200
+
+
+def test_a_shared_prefix_is_read_once(batched):
+    """The engine the gateway starts keeps each slot's KV cache and sends a request to
+    the slot whose prompt is most alike: a second prompt that shares a long prefix with
+    the first is evaluated from where they part (the server's own count, asked with the
+    key the gateway gave it)."""
+    (pid,) = server_pids("batched")
+    argv = open(f"/proc/{pid}/cmdline").read().split("\0")
+    env = dict(v.split("=", 1) for v in open(f"/proc/{pid}/environ").read().split("\0") if v)
+    url = f"http://127.0.0.1:{argv[argv.index('--port') + 1]}/completion"
+    auth = {"authorization": f"Bearer {env['LLAMA_API_KEY']}"}
+    shared = "The gateway records every request in its ledger. " * 40
+    timings = [requests.post(url, headers=auth, timeout=60, json={
+        "prompt": shared + question, "n_predict": 1, "cache_prompt": True}).json()["timings"]
+        for question in ("Who pays?", "What is recorded?")]
+    assert timings[0]["prompt_n"] > 300
+    assert timings[1]["cache_n"] > 300 and timings[1]["prompt_n"] < 20

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import NamedTuple
 
 import click
@@ -14,6 +15,7 @@ from hybridgate.cli.tables import print_table
 from hybridgate.config.settings import load_config
 from hybridgate.economics.costs import (
     HOURS_PER_MONTH,
+    Hardware,
     break_even,
     defaults,
     load_hardware,
@@ -128,11 +130,16 @@ def economics(tokens_text: str | None, from_ledger: bool, model: str | None,
         profiles = {hardware: profiles[hardware]}
     api_month = tokens * per_token
     rows = []
+    def rates_of(hw: Hardware) -> tuple[float | None, float | None]:
+        """The machine that served the ledger's local requests: its measured rate (one
+        blended tokens/s, so prompt and output alike); the others: the flags or their
+        profile's."""
+        if measured and hw.name == local_hw:
+            return measured, measured
+        return tokens_per_second, prefill_tps
+
     for hw in profiles.values():
-        # the machine that served the ledger's local requests: its measured rate (one
-        # blended tokens/s, so prompt and output alike) instead of the profile's
-        tps, ptps = ((measured, measured) if measured and hw.name == local_hw
-                     else (tokens_per_second, prefill_tps))
+        tps, ptps = rates_of(hw)
         try:
             cost, units = monthly_self_hosted(hw, tokens, kwh, tps, mode, input_share, ptps)
             be = break_even(hw, per_token, kwh, tps, mode, input_share, ptps)
@@ -149,8 +156,7 @@ def economics(tokens_text: str | None, from_ledger: bool, model: str | None,
                      "measured": bool(measured and hw.name == local_hw),
                      "pays": cost < api_month, "reference_model": hw.reference_model})
     if plot_out:
-        _plot(plot_out, tokens, per_token, profiles, kwh, tokens_per_second, mode, model,
-              input_share, prefill_tps)
+        _plot(plot_out, tokens, per_token, profiles, kwh, rates_of, mode, model, input_share)
     if fmt == "json":
         sys.stdout.write(json.dumps({"tokens_per_month": tokens, "model": model,
                                      "usd_per_1m_blended": per_token * 1e6,
@@ -191,8 +197,9 @@ def economics(tokens_text: str | None, from_ledger: bool, model: str | None,
 
 
 def _plot(path: str, tokens: float, per_token: float, profiles: dict, kwh: float,
-          tps: float | None, mode: str, model: str, input_share: float,
-          prefill_tps: float | None) -> None:
+          rates_of: Callable[[Hardware], tuple[float | None, float | None]], mode: str,
+          model: str, input_share: float) -> None:
+    """The table's curves: each profile at the rates the table used for it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -204,9 +211,9 @@ def _plot(path: str, tokens: float, per_token: float, profiles: dict, kwh: float
     ax.plot(xs, [x * per_token for x in xs], color="black", lw=2, label=f"API ({model})")
     for hw in profiles.values():
         try:
-            ax.plot(xs, [monthly_self_hosted(hw, x, kwh, tps, mode, input_share,
-                                             prefill_tps)[0] for x in xs],
-                    label=hw.name)
+            tps, ptps = rates_of(hw)
+            ax.plot(xs, [monthly_self_hosted(hw, x, kwh, tps, mode, input_share, ptps)[0]
+                         for x in xs], label=hw.name)
         except ValueError:
             continue
     ax.axvline(tokens, color="grey", ls="--", label="your volume")

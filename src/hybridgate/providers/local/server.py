@@ -47,7 +47,9 @@ log = logging.getLogger("hybridgate.local")
 _STOP_TYPES = {"eos": "stop", "word": "stop", "limit": "length"}
 _ENCODE = msgspec.json.Encoder()
 _DECODE = msgspec.json.Decoder()
-NGRAM_N = int(os.environ.get("HYBRIDGATE_NGRAM_N", "4"))  # bench/local_tokens.py chose it
+# prompt lookup matches the last 4 tokens (llama.cpp's default, 12, rarely finds a match
+# in a short prompt); measured with it: docs/benchmarks.md
+NGRAM_N = 4
 START_TIMEOUT = 120.0  # s for a model to load (the 1.5B model takes ~3 s here)
 
 
@@ -152,7 +154,6 @@ class LlamaServer:
                           "--threads-draft", str(threads)]
         self.proc: asyncio.subprocess.Process | None = None
         self.upstream: Upstream | None = None
-        self.restarts = 0
         self._stderr: collections.deque[str] = collections.deque(maxlen=40)
         self._closing = False
         self._supervisor: asyncio.Task[None] | None = None
@@ -229,7 +230,6 @@ class LlamaServer:
                 await asyncio.sleep(pause)
                 try:
                     await self._spawn()
-                    self.restarts += 1
                     pause = 1.0
                     break
                 except UpstreamUnavailable as e:
@@ -290,7 +290,6 @@ class LlamaServer:
         seen: list[tuple[str, float]] | None = [] if params.confidence else None
         final: dict[str, Any] | None = None
         mark = clock.enter()
-        share = 0.0
         try:
             async with upstream.post_stream("/completion", _ENCODE.encode(body)) as blocks:
                 async for event in iter_events(blocks):
@@ -305,12 +304,11 @@ class LlamaServer:
                     if doc.get("stop"):
                         final = doc
                         break
-        except UpstreamUnavailable:
-            raise
         except UpstreamError as e:
-            if self.upstream is None:  # died under us: the supervisor restarts it
+            if self.upstream is None and not isinstance(e, UpstreamUnavailable):
+                # died under us: the supervisor restarts it; execute may fail over
                 raise UpstreamUnavailable(f"local model {self.name} is restarting") from None
-            raise e
+            raise
         finally:
             share = clock.leave(mark)
         if final is None:
