@@ -1,16 +1,23 @@
-"""How the router does on requests from domains it was not trained on.
+"""The router's report card: how it does on kinds of request it was not trained on.
 
-1. MMLU, leave one category out: for each of MMLU's four categories (Hendrycks et al.:
-   STEM, humanities, social sciences, other), train a router on the fixed train split
-   without that category's subjects and score the category's test questions; then with
-   300 of the category's training questions added back (a team's own labels). Beside
-   them: the shipped router (which saw every subject), prompt length, random.
+Every held-out domain is scored by a router trained on everything *except* that domain
+(the shipped router's recipe, bench/train_router.py, minus the domain), next to the
+prompt-length baseline and random:
+
+1. MMLU, leave one category out (Hendrycks et al.'s four: STEM, humanities, social
+   sciences, other): trained on the fixed train split without the category's subjects
+   (plus MT-Bench and the local labels), scored on the category's test questions; then
+   with 300 of the category's training questions added back (a team's own labels).
 2. MT-Bench (80 questions x 2 turns, GPT-4 judge scores 1-10 for Mixtral-8x7B and
-   GPT-4-1106, from RouteLLM's files): a new domain (open-ended writing, roleplay,
-   coding, maths) with graded rather than right/wrong answers. The labels go through
-   ``hybridgate router eval``'s own reader (scores rescaled to 0..1). Then the same
-   with a few of the domain's own labels mixed into training (what feedback retraining
-   does), scored by 5-fold cross-validation over questions.
+   GPT-4-1106, from RouteLLM's files; rescaled to 0..1 by ``router eval``'s reader):
+   held out whole, reported overall and by category; then with its own labels mixed
+   into training (what feedback retraining does), by 5-fold cross-validation.
+3. Each BIG-bench task labelled with the two local models (bench/router_labels.py;
+   Qwen2.5-Coder-0.5B weak, -1.5B strong), held out whole.
+
+Then the summary the routing issue's goals are stated in: per held-out domain, the
+router against prompt length; the mean over held-out domains; and the shipped router on
+the MMLU test split.
 
     python bench/router_domains.py [--data ../shared/data/routellm] [--csv mt_bench.csv]
 """
@@ -47,6 +54,7 @@ STEM = {"abstract_algebra", "astronomy", "college_biology", "college_chemistry",
         "high_school_statistics", "machine_learning"}
 
 
+LOCAL_LABELS = Path(__file__).resolve().parent / "data" / "local_labels"
 FEW = 300  # labelled questions of the unseen category, as a team's feedback might give
 
 
@@ -74,7 +82,7 @@ def random_row(labels: Labels, rng: np.random.Generator, draws: int = 200) -> st
             f"5-95%: {np.percentile(a, 5):.3f}-{np.percentile(a, 95):.3f}")
 
 
-def mt_bench_csv(data: Path, out: Path) -> int:
+def mt_bench_csv(data: Path, out: Path) -> list[str]:
     """One row per (question, turn): the turn's user message, Mixtral's and GPT-4's
     judge scores. The gateway scores the last user message, so each turn stands alone."""
     turns = {}
@@ -88,15 +96,15 @@ def mt_bench_csv(data: Path, out: Path) -> int:
         if j["score"] >= 1:  # -1: the judge gave no score
             side = "strong" if j["model"].startswith("gpt-4") else "weak"
             scores[(j["question_id"], j["turn"])][side] = float(j["score"])
-    n = 0
+    categories = []
     with out.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["prompt", "mixtral_score", "gpt4_score", "category"])
         for key, s in sorted(scores.items()):
             if "weak" in s and "strong" in s and key in turns:
                 w.writerow([turns[key][0], s["weak"], s["strong"], turns[key][1]])
-                n += 1
-    return n
+                categories.append(turns[key][1])
+    return categories
 
 
 def with_own_labels(base: Labels, domain: Labels, folds: int = 5,
@@ -116,43 +124,96 @@ def with_own_labels(base: Labels, domain: Labels, folds: int = 5,
     return scores
 
 
+def join(*parts: Labels) -> Labels:
+    return Labels([p for x in parts for p in x.prompts],
+                  np.concatenate([x.weak for x in parts]),
+                  np.concatenate([x.strong for x in parts]),
+                  [g for x in parts for g in x.groups])
+
+
+def apgr(scores: np.ndarray, labels: Labels) -> float:
+    return curve(scores, labels.weak, labels.strong).apgr
+
+
+def length(labels: Labels) -> np.ndarray:
+    return np.array([len(p) for p in labels.prompts], float)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", default=str(DATA))
+    ap.add_argument("--local-labels", default=str(LOCAL_LABELS))
     ap.add_argument("--csv", help="also keep the MT-Bench labels CSV here")
     args = ap.parse_args()
     data = Path(args.data)
     rng = np.random.default_rng(0)
-    shipped = Router.load()
     tr, te = fixed_split(data)
+    out = Path(args.csv) if args.csv else Path(tempfile.mkdtemp()) / "mt_bench.csv"
+    mt_categories = np.array(mt_bench_csv(data, out))
+    mt = read_labels([out])
+    local = {f.stem: read_labels([f]) for f in sorted(Path(args.local_labels).glob("*.csv"))}
+    summary: list[tuple[str, float, float]] = []  # held-out domain, router, length
+
     cat_tr = np.array([category(g) for g in tr.groups])
     cat_te = np.array([category(g) for g in te.groups])
-    print("MMLU, leave one category out (train split without it -> its test questions)")
+    print("MMLU, leave one category out (trained without it -> its test questions)")
     for name in ("STEM", "humanities", "social sciences", "other"):
         held = te.subset(np.nonzero(cat_te == name)[0])
-        router = train(tr.subset(np.nonzero(cat_tr != name)[0]))
-        print(f"{name}: {len(held)} test questions, {int((cat_tr != name).sum())} "
-              "training questions from the other categories")
-        print(row("router, category unseen", router.score_many(held.prompts), held))
+        rest = tr.subset(np.nonzero(cat_tr != name)[0])
+        router = train(join(rest, mt, *local.values()))
+        print(f"{name}: {len(held)} test questions, {len(rest)} MMLU training questions "
+              "from the other categories")
+        scores = router.score_many(held.prompts)
+        print(row("router, category unseen", scores, held))
         few = rng.choice(np.nonzero(cat_tr == name)[0], FEW, replace=False)
-        mixed = train(tr.subset(np.concatenate([np.nonzero(cat_tr != name)[0], few])))
+        mixed = train(join(rest, tr.subset(few), mt, *local.values()))
         print(row(f"router, unseen + {FEW} of its labels", mixed.score_many(held.prompts),
                   held))
-        print(row("shipped router (saw it)", shipped.score_many(held.prompts), held))
-        print(row("prompt length", np.array([len(p) for p in held.prompts], float), held))
+        print(row("prompt length", length(held), held))
         print(random_row(held, rng))
+        summary.append((f"MMLU {name}", apgr(scores, held), apgr(length(held), held)))
 
-    out = Path(args.csv) if args.csv else Path(tempfile.mkdtemp()) / "mt_bench.csv"
-    n = mt_bench_csv(data, out)
-    mt = read_labels([out])
-    print(f"\nMT-Bench: {n} turns, judge scores rescaled to 0..1; weak mean "
+    print(f"\nMT-Bench: {len(mt)} turns, judge scores rescaled to 0..1; weak mean "
           f"{mt.weak.mean():.3f}, strong mean {mt.strong.mean():.3f}")
-    print(row("shipped router", shipped.score_many(mt.prompts), mt))
-    print(row("prompt length", np.array([len(p) for p in mt.prompts], float), mt))
+    router = train(join(tr, *local.values()))
+    scores = router.score_many(mt.prompts)
+    print(row("router, MT-Bench unseen", scores, mt))
+    print(row("prompt length", length(mt), mt))
     print(random_row(mt, rng))
-    print(row("router + MT-Bench labels (5-fold)", with_own_labels(tr, mt), mt))
+    print(row("router + MT-Bench labels (5-fold)",
+              with_own_labels(join(tr, *local.values()), mt), mt))
     oracle = curve(mt.strong - mt.weak, mt.weak, mt.strong)
     print(f"  {'oracle':<34} APGR {oracle.apgr:6.3f}   CPT(50%) {oracle.cpt(0.5):6.1%}")
+    print("  by category (20 turns each; one draw of random spans about 0.3-0.7):")
+    for c in sorted(set(mt_categories)):
+        m = np.nonzero(mt_categories == c)[0]
+        sub = mt.subset(m)
+        if sub.strong.mean() != sub.weak.mean():
+            print(f"    {c:<12} router {apgr(scores[m], sub):6.3f}   "
+                  f"length {apgr(length(sub), sub):6.3f}")
+    summary.append(("MT-Bench", apgr(scores, mt), apgr(length(mt), mt)))
+
+    print(f"\nLocal labels ({len(local)} BIG-bench tasks, Qwen2.5-Coder 0.5B weak / 1.5B "
+          "strong), each held out whole")
+    for name, held in local.items():
+        others = [v for k, v in local.items() if k != name]
+        router = train(join(tr, mt, *others))
+        s = router.score_many(held.prompts)
+        print(f"  {name:<30} n={len(held):4d} weak {held.weak.mean():.2f} strong "
+              f"{held.strong.mean():.2f}   router {apgr(s, held):6.3f}   "
+              f"length {apgr(length(held), held):6.3f}")
+        summary.append((name, apgr(s, held), apgr(length(held), held)))
+
+    print("\nSummary: every held-out domain, router vs prompt length (APGR)")
+    for name, r, n in summary:
+        print(f"  {name:<32} {r:6.3f}  {n:6.3f}  {'>=' if r >= n else '< '} length")
+    r_mean = float(np.mean([r for _, r, _ in summary]))
+    n_mean = float(np.mean([n for _, _, n in summary]))
+    wins = sum(r >= n for _, r, n in summary)
+    print(f"  {'mean over ' + str(len(summary)) + ' held-out domains':<32} {r_mean:6.3f}  "
+          f"{n_mean:6.3f}   router >= length on {wins} of {len(summary)}")
+    shipped = Router.load()
+    print(row("shipped router, MMLU test split", shipped.score_many(te.prompts), te))
 
 
 if __name__ == "__main__":

@@ -84,23 +84,44 @@ def test_dedupe_merges_repeats_and_averages_their_labels(tmp_path):
 def test_shipped_router_on_test_split(mmlu):
     _, te = mmlu
     c = curve(Router.load().score_many(te.prompts), te.weak, te.strong)
-    # Our measured figures (docs/routing.md, de-duplicated split): 0.653 / 28.1%, about
-    # what knowing each question's subject gives (0.659 / 29.0%); random is 0.50 / 50%.
-    assert c.apgr > 0.645
-    assert c.cpt(0.5) < 0.29
+    # Our measured figures (docs/routing.md, de-duplicated split): 0.645 / 30.9% for the
+    # router with the cross-domain part (0.653 / 28.1% for the MMLU-only one before it),
+    # about what knowing each question's subject gives (0.659 / 29.0%); random is 0.50.
+    assert c.apgr > 0.64
+    assert c.cpt(0.5) < 0.32
 
 
 def test_train_save_load_roundtrip(tmp_path, mmlu):
-    tr, _ = mmlu
+    tr, te = mmlu
     small = tr.subset(np.arange(0, len(tr), 7))
     r = train(small)
     r.save(tmp_path / "r.npz")
     r2 = Router.load(tmp_path / "r.npz")
     assert np.allclose(r.score_many(small.prompts[:20]), r2.score_many(small.prompts[:20]),
                        atol=1e-4)
-    # calibration: the threshold for a 30% strong share sends ~30% of training prompts strong
-    share = (r2.score_many(small.prompts) > r2.threshold_for_share(0.3)).mean()
-    assert share == pytest.approx(0.3, abs=0.02)
+    assert r2.familiarity is not None and r2.w_cross is not None
+    # calibration: the threshold for a 30% strong share sends ~30% of *unseen* prompts of
+    # the same kind strong (the quantiles are taken as if each training prompt were new)
+    share = (r2.score_many(te.prompts) > r2.threshold_for_share(0.3)).mean()
+    assert share == pytest.approx(0.3, abs=0.04)
+
+
+def test_cli_train_with_extra_labels_used_whole(tmp_path):
+    from click.testing import CliRunner
+
+    from hybridgate.cli.main import cli
+
+    d = ROUTELLM / "mmlu"
+    extra = tmp_path / "my_domain.csv"
+    extra.write_text("prompt,weak,strong\n" + "".join(
+        f"Refactor module {i} of the billing service,{i % 2},1\n" for i in range(40)))
+    out = tmp_path / "r.npz"
+    res = CliRunner().invoke(cli, ["router", "train", "--labels", str(d / "mmlu_anatomy.csv"),
+                                   "--split", "train", "--with-labels", str(extra),
+                                   "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    anatomy = len(split(read_labels([d / "mmlu_anatomy.csv"]))[0])
+    assert Router.load(out).meta["trained_on"] == anatomy + 40  # all 40, not half
 
 
 def test_missing_or_corrupt_router_file(tmp_path):

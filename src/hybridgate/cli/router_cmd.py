@@ -49,24 +49,31 @@ def router() -> None:
               show_default=True, help="Train on the fixed split's train half, or everything.")
 @click.option("--exclude", type=click.Path(exists=True, dir_okay=False), default=None,
               help="RouteLLM's contaminated-prompts JSONL to drop.")
+@click.option("--with-labels", "extra", multiple=True, type=click.Path(exists=True),
+              help="More labels used whole (not split), e.g. another domain's (repeatable).")
 @click.option("--from-ledger", is_flag=True,
               help="Add the gateway's own traffic with feedback (POST /v1/feedback).")
 @click.option("--feedback-weight", type=float, default=5.0, show_default=True)
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--ledger", "ledger", default=None, help="Ledger URL (default: from the config).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False))
-def train_cmd(paths: tuple[str, ...], which: str, exclude: str | None, from_ledger: bool,
+def train_cmd(paths: tuple[str, ...], which: str, exclude: str | None,
+              extra: tuple[str, ...], from_ledger: bool,
               feedback_weight: float, config_path: str | None, ledger: str | None,
               out: str) -> None:
     """Fit a router and write it to OUT (.npz)."""
-    if not paths and not from_ledger:
-        raise click.UsageError("give --labels and/or --from-ledger")
+    if not paths and not extra and not from_ledger:
+        raise click.UsageError("give --labels, --with-labels and/or --from-ledger")
     parts: list[Labels] = []
     weights: list[np.ndarray] = []
     if paths:
         base = _labels(paths, which, exclude)
         parts.append(base)
         weights.append(np.ones(len(base)))
+    if extra:
+        more = _labels(extra, "all", None)
+        parts.append(more)
+        weights.append(np.ones(len(more)))
     if from_ledger:
         from hybridgate.cli.report_cmd import ledger_url, open_store
         from hybridgate.routing.feedback import feedback_labels

@@ -3,8 +3,14 @@
 1. TF-IDF over word unigrams and bigrams (sublinear tf, L2-normalised), with our own
    tokenizer and vocabulary, so training and serving featurize identically and the
    artefact is plain arrays (no pickles).
-2. Structure: length, digits, maths symbols, lines, question shape — a sense of how hard
-   a request is that carries over to domains the vocabulary has never seen.
+2. Structure: length, digits, maths symbols, lines, question shape (fed to the
+   in-domain models next to the words).
+3. Cross-domain features (``cross``): length and shape of the prompt and of what it asks
+   for — sentences, numbers, options, code, reasoning and multi-step markers,
+   constraints, requested output length. These are what the router falls back on far
+   from its training prompts, where the words mean nothing to it.
+
+Every scan is a regular expression without nested quantifiers: linear in the text.
 """
 
 from __future__ import annotations
@@ -77,3 +83,45 @@ def _structure(p: str) -> list[float]:
 
 def structure(texts: list[str]) -> np.ndarray:
     return np.array([_structure(p) for p in texts], dtype=np.float32).reshape(-1, N_STRUCT)
+
+
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
+_OPTION = re.compile(r"(?m)^[ \t]*\(?[A-Ja-j1-9][.)][ \t]")
+_CODE = re.compile(r"```|\bdef |\breturn\b|;[ \t]*$|[{}]|==|\bimport\b|\bfunction\b",
+                   re.M)
+_REASONING = re.compile(r"\b(?:why|how|explain|prove|derive|calculate|compute|solve|steps?|"
+                        r"reason|therefore|because|if|then|suppose|assume|given|first|next)\b",
+                        re.I)
+_CONSTRAINT = re.compile(r"\b(?:must|exactly|at least|at most|only|without|do not|don't|"
+                         r"never|each|every|none|except)\b", re.I)
+_LONG_OUTPUT = re.compile(r"\b(?:write|essay|story|poem|blog|article|paragraphs?|describe|"
+                          r"detailed|draft|compose|list|words|sentences|plan|email|letter)\b",
+                          re.I)
+_NEGATION = re.compile(r"\b(?:not|no|never|least|false|incorrect|except)\b", re.I)
+_QUESTION = re.compile(r"\?")
+
+CROSS = ("log_chars", "log_words", "log_sentences", "digit_share", "log_numbers",
+         "log_symbols", "log_lines", "log_options", "log_code", "reasoning", "constraints",
+         "long_output", "negation", "log_questions", "word_length", "long_words",
+         "log_last_paragraph")
+
+
+def _cross(p: str) -> list[float]:
+    words = p.split()
+    nw = max(1, len(words))
+    per_word = 10 / nw
+    last = p.strip().rsplit("\n\n", 1)[-1]
+    return [math.log1p(len(p)), math.log1p(len(words)),
+            math.log1p(len(_SENTENCE_END.findall(p))),
+            len(_DIGIT.findall(p)) / max(1, len(p)), math.log1p(len(_NUMBER.findall(p))),
+            math.log1p(len(_SYMBOL.findall(p))), math.log1p(p.count("\n")),
+            math.log1p(len(_OPTION.findall(p))), math.log1p(len(_CODE.findall(p))),
+            len(_REASONING.findall(p)) * per_word, len(_CONSTRAINT.findall(p)) * per_word,
+            len(_LONG_OUTPUT.findall(p)) * per_word, len(_NEGATION.findall(p)) * per_word,
+            math.log1p(len(_QUESTION.findall(p))), sum(map(len, words)) / nw,
+            sum(len(w) > 8 for w in words) / nw, math.log1p(len(last))]
+
+
+def cross(texts: list[str]) -> np.ndarray:
+    return np.array([_cross(p) for p in texts], dtype=np.float64).reshape(-1, len(CROSS))

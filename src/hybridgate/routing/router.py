@@ -1,18 +1,28 @@
 """The learned router: which requests need the strong (frontier) model.
 
-Score = the blend of two linear models over the same features, each z-scored:
+Two parts, blended by how familiar the request is:
 
-    gain(x)    = P(strong correct | x) - P(weak correct | x)     two logistic regressions
-    topic(x)   = ridge regression of each training question's subject-average gain
-    score(x)   = 0.5 * z(gain(x)) + 0.5 * z(topic(x))
+    inner(x)   = 0.5 * z(gain(x)) + 0.5 * z(topic(x))             what the words say
+        gain(x)  = P(strong correct | x) - P(weak correct | x)    two logistic regressions
+        topic(x) = ridge regression of each training question's subject-average gain
+    cross(x)   = z(z(length) + z(ridge over cross-domain features))  what the shape says
+    trust(x)   = familiarity.trust(mean cosine to the 5 nearest training prompts)
+    score(x)   = trust(x) * inner(x) + (1 - trust(x)) * cross(x)
 
-``gain`` reads the request itself (words and structure); ``topic`` learns which kinds of
-question the weak model tends to lose, distilled into one weight vector (a 57-way
-subject classifier did no better and was 50x larger). docs/routing.md has the
-measurements behind each choice.
+``inner`` reads words and structure and knows which kinds of question the weak model
+tends to lose, but only for kinds it was trained on: elsewhere it is close to random.
+``cross`` starts from the prompt's length (the baseline a router must not fall below)
+and adds a regression over features that mean the same in any domain (length, sentences,
+numbers, options, code, reasoning and constraint markers, requested output length), and
+is fitted *within* each training domain (features and gains centred per group, each
+group weighted equally), so it learns what makes one request of a kind harder than
+another rather than which kinds are hard. Far from the training prompts the score is
+``cross`` alone. docs/routing.md has the measurements behind each choice.
 
 The artefact is one ``.npz`` of plain arrays: vocabulary, idf, weights, z-score
-statistics, and score quantiles for calibration (threshold for a target strong share).
+statistics, the familiarity index, and score quantiles for calibration (threshold for a
+target strong share). Format-1 files (before the cross-domain part) still load and
+score as before.
 """
 
 from __future__ import annotations
@@ -23,14 +33,17 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.sparse import csr_matrix, hstack
 
 from hybridgate.routing import features
+from hybridgate.routing.familiarity import Familiarity
 from hybridgate.routing.labels import Labels
 
-FORMAT = 1
+FORMAT = 2
+FORMATS = (1, 2)  # files this version reads
 MAX_FEATURES = 30_000
 
 
@@ -50,6 +63,11 @@ class Router:
     z: np.ndarray  # mean/std of gain and topic scores on the training set
     quantiles: np.ndarray  # score quantiles 0..100 on the training set
     meta: dict
+    # the cross-domain part (None in format-1 files: the score is ``inner`` alone)
+    cross_mean: np.ndarray | None = None
+    cross_std: np.ndarray | None = None
+    w_cross: np.ndarray | None = None  # over standardised cross features, already z-scaled
+    familiarity: Familiarity | None = None
 
     # ------------------------------------------------------------------ scoring
 
@@ -63,11 +81,24 @@ class Router:
         p_strong = _sigmoid(xs @ self.w_strong[:-1] + self.w_strong[-1])
         p_weak = _sigmoid(xs @ self.w_weak[:-1] + self.w_weak[-1])
         topic = x @ self.w_topic[:-1] + self.w_topic[-1]
-        return self._blend(p_strong - p_weak, topic)
+        inner = self._blend(p_strong - p_weak, topic)
+        if self.familiarity is None:
+            return inner
+        return self._with_cross(inner, self._cross(features.cross(texts)),
+                                self.familiarity.trust(self.familiarity.of_many(x)))
 
     def _blend(self, gain: np.ndarray, topic: np.ndarray) -> np.ndarray:
-        """score = 0.5 * z(gain) + 0.5 * z(topic), z-scored with the training statistics."""
+        """inner = 0.5 * z(gain) + 0.5 * z(topic), z-scored with the training statistics."""
         return 0.5 * (gain - self.z[0]) / self.z[1] + 0.5 * (topic - self.z[2]) / self.z[3]
+
+    def _cross(self, c: np.ndarray) -> np.ndarray:
+        assert self.cross_mean is not None and self.cross_std is not None
+        assert self.w_cross is not None
+        return ((c - self.cross_mean) / self.cross_std) @ self.w_cross
+
+    @staticmethod
+    def _with_cross(inner: np.ndarray, cross: np.ndarray, trust: np.ndarray) -> np.ndarray:
+        return trust * inner + (1 - trust) * cross
 
     def score(self, text: str) -> float:
         """One request, the serving path: plain numpy on the few non-zero columns
@@ -79,7 +110,11 @@ class Router:
         z_weak = w @ self.w_weak[idx] + s @ self.w_weak[n:-1] + self.w_weak[-1]
         gain = 1 / (1 + np.exp(-z_strong)) - 1 / (1 + np.exp(-z_weak))
         topic = w @ self.w_topic[idx] + self.w_topic[-1]
-        return float(self._blend(gain, topic))
+        inner = self._blend(gain, topic)
+        if self.familiarity is None:
+            return float(inner)
+        trust = self.familiarity.trust(self.familiarity.of(idx, w))
+        return float(self._with_cross(inner, self._cross(features.cross([text])[0]), trust))
 
     def threshold_for_share(self, strong_share: float) -> float:
         """Scores above this go strong: ``strong_share`` of the calibration set did."""
@@ -95,7 +130,13 @@ class Router:
             struct_mean=self.struct_mean, struct_std=self.struct_std,
             w_strong=self.w_strong.astype(np.float32), w_weak=self.w_weak.astype(np.float32),
             w_topic=self.w_topic.astype(np.float32), z=self.z, quantiles=self.quantiles,
-            meta=np.array(json.dumps(self.meta)))
+            meta=np.array(json.dumps(self.meta)), **self._cross_arrays())
+
+    def _cross_arrays(self) -> dict[str, np.ndarray]:
+        if self.familiarity is None:
+            return {}
+        return {"cross_mean": self.cross_mean, "cross_std": self.cross_std,
+                "w_cross": self.w_cross, **self.familiarity.arrays()}
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Router:
@@ -105,23 +146,76 @@ class Router:
         try:
             with resources.as_file(src) if path is None else nullcontext(Path(src)) as p, \
                     np.load(p, allow_pickle=False) as d:
-                if int(d["format"]) != FORMAT:
+                if int(d["format"]) not in FORMATS:
                     raise RouterFileError(f"{src}: router format {int(d['format'])}, "
-                                          f"expected {FORMAT}")
+                                          f"this version reads {FORMATS}")
                 terms = d["terms"].tolist()
                 return cls(vocab={t: i for i, t in enumerate(terms)}, idf=d["idf"],
                            struct_mean=d["struct_mean"], struct_std=d["struct_std"],
                            w_strong=d["w_strong"], w_weak=d["w_weak"], w_topic=d["w_topic"],
                            z=d["z"], quantiles=d["quantiles"],
-                           meta=json.loads(str(d["meta"])))
+                           meta=json.loads(str(d["meta"])),
+                           **_cross_fields(d) if "w_cross" in d else {})
         except RouterFileError:
             raise
         except (OSError, KeyError, ValueError) as e:
             raise RouterFileError(f"cannot load router file {src}: {e}") from None
 
 
+def _cross_fields(d: Any) -> dict:
+    return {"cross_mean": d["cross_mean"], "cross_std": d["cross_std"],
+            "w_cross": d["w_cross"],
+            "familiarity": Familiarity.from_arrays({k: d[k] for k in d.files
+                                                    if k.startswith("fam_")})}
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-x))
+
+
+CROSS_ALPHA = 100.0  # ridge penalty of the cross-domain part (standardised features)
+
+
+def family(group: str) -> str:
+    """Groups of one source count as one when weighting the cross-domain fit: MMLU's 57
+    subject files are one benchmark, not 57 domains."""
+    return group.split("_", 1)[0] if group.startswith(("mmlu_", "mt_bench")) else group
+
+
+def fit_cross(c: np.ndarray, gain: np.ndarray, groups: list[str],
+              weights: np.ndarray | None = None, alpha: float = CROSS_ALPHA
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, std, weights) of the cross-domain part: z(prompt length) plus a ridge
+    regression of the gain on standardised features, both centred within each group
+    (what makes a request harder than others *of its kind*, not which kinds are hard),
+    each family of groups weighted equally and split evenly among its groups.
+
+    The length term is the floor the routing issue names (a router should never be worse
+    than knowing only the prompt's length); the regression moves away from it only as
+    far as the data of many kinds agrees. Weights are scaled to unit spread on the
+    training prompts, like the z-scored inner part."""
+    from sklearn.linear_model import Ridge
+
+    mean, std = c.mean(0), c.std(0) + 1e-6
+    x = (c - mean) / std
+    y = gain.astype(float).copy()
+    g = np.array(groups)
+    fam = np.array([family(v) for v in groups])
+    per_family = {f: len(set(g[fam == f])) for f in set(fam)}
+    sw = np.zeros(len(y))
+    for grp in set(groups):
+        m = g == grp
+        x[m] -= x[m].mean(0)
+        y[m] -= y[m].mean()
+        sw[m] = 1.0 / m.sum() / per_family[family(grp)]
+    if weights is not None:
+        sw = sw * weights
+    sw *= len(y) / sw.sum()
+    w = Ridge(alpha=alpha, fit_intercept=False).fit(x, y, sample_weight=sw).coef_
+    z = (c - mean) / std
+    w = w / (float((z @ w).std()) or 1.0)
+    w[features.CROSS.index("log_chars")] += 1.0  # + z(length)
+    return mean, std, w / (float((z @ w).std()) or 1.0)
 
 
 def train(labels: Labels, weights: np.ndarray | None = None, C: float = 1.0,
@@ -162,9 +256,16 @@ def train(labels: Labels, weights: np.ndarray | None = None, C: float = 1.0,
                                                                       + w_weak[-1])
     t_train = x @ w_topic[:-1] + w_topic[-1]
     z = np.array([g_train.mean(), g_train.std() + 1e-9, t_train.mean(), t_train.std() + 1e-9])
+    c = features.cross(texts)
+    c_mean, c_std, w_cross = fit_cross(c, gain, labels.groups, weights)
+    fam, own = Familiarity.build(x, [family(g) for g in labels.groups])
     router = Router(vocab, idf, mean.astype(np.float32), std.astype(np.float32), w_strong,
-                    w_weak, w_topic, z, np.zeros(101), {})
-    router.quantiles = np.percentile(router.score_many(texts), np.arange(101))
+                    w_weak, w_topic, z, np.zeros(101), {}, c_mean, c_std, w_cross, fam)
+    # calibrate on the scores the training prompts would get as unseen requests of their
+    # kind: familiarity to the *other* training prompts
+    inner = router._blend(g_train, t_train)
+    scores = router._with_cross(inner, router._cross(c), fam.trust(own))
+    router.quantiles = np.percentile(scores, np.arange(101))
     router.meta = {"trained_on": len(texts), "seconds": round(time.time() - t0, 1),
                    "features": len(vocab), "C": C, "alpha": alpha,
                    "created": time.strftime("%Y-%m-%d")}
