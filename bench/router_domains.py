@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from router import DATA, fixed_split
 
-from hybridgate.routing.labels import Labels, read_labels
+from hybridgate.routing.labels import Labels, concat, read_labels
 from hybridgate.routing.metrics import curve
 from hybridgate.routing.router import Router, train
 
@@ -122,19 +122,11 @@ def with_own_labels(base: Labels, domain: Labels, folds: int = 5,
     scores = np.zeros(len(domain))
     for k in range(folds):
         own = domain.subset(np.nonzero(fold != k)[0])
-        both = Labels(base.prompts + own.prompts, np.concatenate([base.weak, own.weak]),
-                      np.concatenate([base.strong, own.strong]), base.groups + own.groups)
+        both = concat(base, own)
         w = np.concatenate([np.ones(len(base)), np.full(len(own), weight)])
         held = np.nonzero(fold == k)[0]
         scores[held] = train(both, w).score_many([domain.prompts[i] for i in held])
     return scores
-
-
-def join(*parts: Labels) -> Labels:
-    return Labels([p for x in parts for p in x.prompts],
-                  np.concatenate([x.weak for x in parts]),
-                  np.concatenate([x.strong for x in parts]),
-                  [g for x in parts for g in x.groups])
 
 
 def apgr(scores: np.ndarray, labels: Labels) -> float:
@@ -167,13 +159,13 @@ def main() -> None:
     for name in ("STEM", "humanities", "social sciences", "other"):
         held = te.subset(np.nonzero(cat_te == name)[0])
         rest = tr.subset(np.nonzero(cat_tr != name)[0])
-        router = train(join(rest, mt, *local.values()))
+        router = train(concat(rest, mt, *local.values()))
         print(f"{name}: {len(held)} test questions, {len(rest)} MMLU training questions "
               "from the other categories")
         scores = router.score_many(held.prompts)
         print(row("router, category unseen", scores, held))
         few = rng.choice(np.nonzero(cat_tr == name)[0], FEW, replace=False)
-        mixed = train(join(rest, tr.subset(few), mt, *local.values()))
+        mixed = train(concat(rest, tr.subset(few), mt, *local.values()))
         print(row(f"router, unseen + {FEW} of its labels", mixed.score_many(held.prompts),
                   held))
         print(row("prompt length", length(held), held))
@@ -182,13 +174,13 @@ def main() -> None:
 
     print(f"\nMT-Bench: {len(mt)} turns, judge scores rescaled to 0..1; weak mean "
           f"{mt.weak.mean():.3f}, strong mean {mt.strong.mean():.3f}")
-    router = train(join(tr, *local.values()))
+    router = train(concat(tr, *local.values()))
     scores = router.score_many(mt.prompts)
     print(row("router, MT-Bench unseen", scores, mt))
     print(row("prompt length", length(mt), mt))
     print(random_row(mt, rng))
     print(row("router + MT-Bench labels (5-fold)",
-              with_own_labels(join(tr, *local.values()), mt), mt))
+              with_own_labels(concat(tr, *local.values()), mt), mt))
     oracle = curve(mt.strong - mt.weak, mt.weak, mt.strong)
     print(f"  {'oracle':<34} APGR {oracle.apgr:6.3f}   CPT(50%) {oracle.cpt(0.5):6.1%}")
     print("  by category (20 turns each; one draw of random spans about 0.3-0.7):")
@@ -204,7 +196,7 @@ def main() -> None:
           "strong), each held out whole")
     for name, held in local.items():
         others = [v for k, v in local.items() if k != name]
-        router = train(join(tr, mt, *others))
+        router = train(concat(tr, mt, *others))
         s = router.score_many(held.prompts)
         gap = held.strong.mean() - held.weak.mean()
         note = "" if gap >= MIN_GAP else "   (not scored: strong - weak < 0.05)"

@@ -137,13 +137,11 @@ def correct(q: dict, reply: str) -> bool:
     return False
 
 
-
-
 def answer_all(model: str, qs: list[dict], max_tokens: dict[str, int], cache: Path) -> dict:
     """prompt hash -> reply, from the cache or the model (greedy)."""
     from llama_cpp import Llama, LlamaGrammar
 
-    from hybridgate.models.store import model_path
+    from hybridgate.models.store import resolve_gguf
 
     done: dict[str, str] = {}
     if cache.exists():
@@ -154,19 +152,18 @@ def answer_all(model: str, qs: list[dict], max_tokens: dict[str, int], cache: Pa
     todo = [q for q in qs if q["key"] not in done]
     if not todo:
         return done
-    llm = Llama(str(model_path(model)), n_ctx=2048, n_threads=2, n_batch=512, verbose=False)
+    llm = Llama(str(resolve_gguf(model)), n_ctx=2048, n_threads=2, n_batch=512,
+                verbose=False)
     t0 = time.time()
-    grammars: dict[str, LlamaGrammar] = {}
+    number = LlamaGrammar.from_string(NUMBER_GBNF, verbose=False)
+    letter = {c: llm.tokenize(c.encode(), add_bos=False)[0] for c in "ABCDEFGHIJ"}
     with cache.open("a") as f:
         for i, q in enumerate(todo, 1):
             extra: dict = {}
             if q["kind"] == "mc":  # one token, the best of the option letters
-                extra["logit_bias"] = {llm.tokenize(c.encode(), add_bos=False)[0]: 100.0
-                                       for c in q["options"]}
+                extra["logit_bias"] = {letter[c]: 100.0 for c in q["options"]}
             elif q["kind"] == "number":
-                if not grammars:
-                    grammars["n"] = LlamaGrammar.from_string(NUMBER_GBNF, verbose=False)
-                extra["grammar"] = grammars["n"]
+                extra["grammar"] = number
             out = llm.create_chat_completion(
                 [{"role": "user", "content": q["prompt"]}], temperature=0.0,
                 max_tokens=max_tokens[q["task"]], **extra)

@@ -21,9 +21,9 @@ import tempfile
 from pathlib import Path
 
 from router import DATA, fixed_split
-from router_domains import LOCAL_LABELS, join, mt_bench_csv
+from router_domains import LOCAL_LABELS, mt_bench_csv
 
-from hybridgate.routing.labels import read_labels
+from hybridgate.routing.labels import concat, read_labels
 from hybridgate.routing.router import train
 
 SHIPPED = Path(__file__).resolve().parents[1] / "src" / "hybridgate" / "routing" / "router.npz"
@@ -37,7 +37,7 @@ def main() -> None:
     tr, _ = fixed_split(Path(args.data))
     mt_csv = Path(tempfile.mkdtemp()) / "mt_bench.csv"
     mt_bench_csv(Path(args.data), mt_csv)
-    labels = join(tr, read_labels([mt_csv]), read_labels([LOCAL_LABELS]))
+    labels = concat(tr, read_labels([mt_csv]), read_labels([LOCAL_LABELS]))
     router = train(labels)
     router.meta["data"] = "MMLU train split + MT-Bench + local BIG-bench labels"
     router.save(args.out)

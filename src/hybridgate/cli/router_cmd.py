@@ -14,6 +14,7 @@ from hybridgate.cli.tables import print_table
 from hybridgate.routing.labels import (
     Labels,
     LabelsError,
+    concat,
     drop_contaminated,
     read_labels,
     split,
@@ -88,10 +89,7 @@ def train_cmd(paths: tuple[str, ...], which: str, exclude: str | None,
         console.print(f"{len(fb)} labelled requests from the ledger's feedback")
         parts.append(fb)
         weights.append(np.full(len(fb), feedback_weight))
-    labels = Labels([p for x in parts for p in x.prompts],
-                    np.concatenate([x.weak for x in parts]),
-                    np.concatenate([x.strong for x in parts]),
-                    [g for x in parts for g in x.groups])
+    labels = concat(*parts)
     r = train(labels, np.concatenate(weights))
     r.save(out)
     console.print(f"trained on {len(labels):,} prompts in {r.meta['seconds']}s -> {out}")

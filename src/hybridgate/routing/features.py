@@ -107,21 +107,28 @@ CROSS = ("log_chars", "log_words", "log_sentences", "digit_share", "log_numbers"
          "log_last_paragraph")
 
 
-def _cross(p: str) -> list[float]:
+def _cross(p: str, s: list[float]) -> list[float]:
+    """The cross-domain row, given the text's structure row ``s``: length, words, digits,
+    symbols, lines and word length are the same numbers there, scanned once."""
     words = p.split()
     nw = max(1, len(words))
     per_word = 10 / nw
     last = p.strip().rsplit("\n\n", 1)[-1]
-    return [math.log1p(len(p)), math.log1p(len(words)),
-            math.log1p(len(_SENTENCE_END.findall(p))),
-            len(_DIGIT.findall(p)) / max(1, len(p)), math.log1p(len(_NUMBER.findall(p))),
-            math.log1p(len(_SYMBOL.findall(p))), math.log1p(p.count("\n")),
+    return [s[0], s[1], math.log1p(len(_SENTENCE_END.findall(p))), s[2],
+            math.log1p(len(_NUMBER.findall(p))), s[3], s[4],
             math.log1p(len(_OPTION.findall(p))), math.log1p(len(_CODE.findall(p))),
             len(_REASONING.findall(p)) * per_word, len(_CONSTRAINT.findall(p)) * per_word,
             len(_LONG_OUTPUT.findall(p)) * per_word, len(_NEGATION.findall(p)) * per_word,
-            math.log1p(len(_QUESTION.findall(p))), sum(map(len, words)) / nw,
+            math.log1p(len(_QUESTION.findall(p))), s[7],
             sum(len(w) > 8 for w in words) / nw, math.log1p(len(last))]
 
 
+def rows(text: str) -> tuple[list[float], list[float]]:
+    """One text's structure and cross-domain rows (the serving path: one scan of each
+    kind for both)."""
+    s = _structure(text)
+    return s, _cross(text, s)
+
+
 def cross(texts: list[str]) -> np.ndarray:
-    return np.array([_cross(p) for p in texts], dtype=np.float64).reshape(-1, len(CROSS))
+    return np.array([rows(p)[1] for p in texts], dtype=np.float64).reshape(-1, len(CROSS))

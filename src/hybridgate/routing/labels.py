@@ -94,7 +94,11 @@ def read_labels(paths: list[str | Path]) -> Labels:
             raise LabelsError(f"{p}: no such file or directory")
     if not files:
         raise LabelsError("no labels files found")
-    parts = [read_csv(f) for f in files]
+    return concat(*(read_csv(f) for f in files))
+
+
+def concat(*parts: Labels) -> Labels:
+    """Several label sets as one, in order (each row keeps its group)."""
     return Labels([x for p in parts for x in p.prompts],
                   np.concatenate([p.weak for p in parts]),
                   np.concatenate([p.strong for p in parts]),

@@ -104,7 +104,8 @@ class Router:
         """One request, the serving path: plain numpy on the few non-zero columns
         (building a scipy matrix for one row costs more than the maths)."""
         idx, w = features.tfidf_one(text, self.vocab, self.idf)
-        s = (features.structure([text])[0] - self.struct_mean) / self.struct_std
+        s_row, c_row = features.rows(text)
+        s = (np.array(s_row, dtype=np.float32) - self.struct_mean) / self.struct_std
         n = len(self.vocab)
         z_strong = w @ self.w_strong[idx] + s @ self.w_strong[n:-1] + self.w_strong[-1]
         z_weak = w @ self.w_weak[idx] + s @ self.w_weak[n:-1] + self.w_weak[-1]
@@ -114,7 +115,7 @@ class Router:
         if self.familiarity is None:
             return float(inner)
         trust = self.familiarity.trust(self.familiarity.of(idx, w))
-        return float(self._with_cross(inner, self._cross(features.cross([text])[0]), trust))
+        return float(self._with_cross(inner, self._cross(np.array(c_row)), trust))
 
     def threshold_for_share(self, strong_share: float) -> float:
         """Scores above this go strong: ``strong_share`` of the calibration set did."""
