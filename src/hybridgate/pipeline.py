@@ -12,7 +12,9 @@ between happens here, in this order:
                  redacted or pseudonymized (restored in the answer), blocked, or kept
                  local (``guard/scrub``)
     4c. cache    an opted-in, cacheable request seen before: answered from the exact
-                 cache, recorded at no cost (``cache/exact``)
+                 cache, or (``cache: semantic``) its question asked before in other
+                 words, verified, from the semantic tier; recorded at no cost
+                 (``cache/exact``, ``cache/semantic``)
     4d. fan-out  a fan-out group: its members, then its synthesis, each a run of this
                  pipeline of its own (``execute/fanout``)
     5. route     guard + routing: residency, personal data, allowlist, the learned router
@@ -43,7 +45,8 @@ from typing import Any
 import msgspec
 
 from hybridgate.cache.exact import ExactCache
-from hybridgate.config.settings import Config
+from hybridgate.cache.semantic import Probe, SemanticCache
+from hybridgate.config.settings import Config, EmbeddingModel
 from hybridgate.core.assemble import Assembler, as_chunks
 from hybridgate.core.errors import GatewayError, InvalidRequest
 from hybridgate.core.logs import access_log
@@ -57,6 +60,7 @@ from hybridgate.ledger.recorder import Costs, Recorder, StreamRecord, Tracker, l
 from hybridgate.ledger.stored import Keeper
 from hybridgate.observe.metrics import Metrics
 from hybridgate.observe.tracing import Tracing
+from hybridgate.providers.embeddings import EmbeddingProvider
 from hybridgate.providers.registry import Registry
 from hybridgate.routing.resolve import Choice, Routes
 
@@ -103,7 +107,8 @@ class Outcome:
     attempts: int = 1
     confidence: float | None = None  # a local model's mean token log-probability
     limits: dict[str, str] | None = None  # x-ratelimit-* headers
-    cache: str | None = None  # x-hybridgate-cache: hit | miss (where caching applies)
+    cache: str | None = None  # x-hybridgate-cache: hit | semantic-hit | miss (where
+    # caching applies)
     headers: dict[str, str] | None = None  # more of the gateway's headers (a fan-out's)
 
 
@@ -148,6 +153,8 @@ class Pipeline:
         self.limits = Limiter(config, ledger_url(config))
         self._background: set[asyncio.Task[None]] = set()  # settles, cache stores
         self.cache = ExactCache(config)
+        self.semantic = SemanticCache(config, self.cache, EmbeddingProvider(EmbeddingModel(
+            name="cache-embeddings", model=config.cache.embedding_model)))
         self.fanouts = {g.name: g for g in config.routes if g.mode == "fanout"}
         self.deadline = config.server.deadline
         self.model_deadline = {m.name: m.deadline for m in config.models}
@@ -159,11 +166,14 @@ class Pipeline:
     async def start(self) -> None:
         await self.recorder.start()
         await self.registry.start()
+        if self.semantic.enabled:
+            await self.semantic.embedder.start()
 
     async def close(self) -> None:
         await self.execute.close()
         await self.limits.close()
         await self.cache.close()
+        await self.semantic.embedder.close()
         await self.registry.close()
         await self.recorder.close()
         self.tracing.close()
@@ -191,13 +201,19 @@ class Pipeline:
             mode = self._pii_mode(call)
             names = await self._guard(call, t, mode) if mode else None
             req = call.request
-            ckey = None
+            ckey, probe = None, None
             if self.cache.enabled and self.cache.applies(call.principal.tenant, req,
                                                           call.cache, mode):
                 ckey = self.cache.key(call.principal.tenant, req, mode)
                 hit = await self.cache.get(ckey) if call.cache != "no-cache" else None
                 if hit is not None:
                     return await self._from_cache(t, call, hit)
+                if self.semantic.applies(call.principal.tenant, req):
+                    probe = self.semantic.probe(call.principal.tenant, req, mode)
+                    hit = await self.semantic.lookup(probe) if call.cache != "no-cache" \
+                        else None
+                    if hit is not None:
+                        return await self._from_cache(t, call, hit, "semantic-hit")
             if req.model in self.fanouts and isinstance(req, ChatRequest):
                 return await self._fan_out(call, t, names)
             choice = await self._route(call)
@@ -210,6 +226,8 @@ class Pipeline:
                 if t.policy is not None and t.grant is not None:
                     t.policy["budget_scopes"] = [s.name for s in t.grant.scopes]
             out = Outcome(t.id, choice.model, route, cache="miss" if ckey else None)
+            if ckey:
+                self.metrics.cache_lookup("miss")
             if t.grant is not None:
                 out.limits = t.grant.headers
             if stream:
@@ -222,7 +240,7 @@ class Pipeline:
                 if names is not None:
                     out.held, out.rest = names.stream(out.held, out.rest)
                 if ckey is not None:
-                    out.rest = self._caching(ckey, out.held, out.rest)
+                    out.rest = self._caching(ckey, probe, out.held, out.rest)
                 out.record = t.stream_record(lambda: _prompt_chars(req),
                                              lambda usage, status: self._ended(t, status, usage,
                                                                                call=call))
@@ -232,8 +250,8 @@ class Pipeline:
             if names is not None:
                 names.answer(out.response)
             if ckey is not None:  # without an upstream's own body: any dialect may hit it
-                self._spawn(self.cache.put(ckey, msgspec.json.encode(msgspec.structs.replace(
-                    out.response, native=msgspec.UNSET))))
+                self._spawn(self._store(ckey, probe, msgspec.json.encode(
+                    msgspec.structs.replace(out.response, native=msgspec.UNSET))))
             if self.recorder.audit:
                 t.answered(out.response)
             self._record_answer(t, out, req)
@@ -290,12 +308,16 @@ class Pipeline:
 
     # ------------------------------------------------------------------ 4c. cache
 
-    async def _from_cache(self, t: Tracker, call: Call, hit: ChatResponse) -> Outcome:
+    async def _from_cache(self, t: Tracker, call: Call, hit: ChatResponse,
+                          how: str = "hit") -> Outcome:
         """A cached answer: recorded like any other, at no cost (the baseline it saved
         stays in the row), streamed as chunks when the request streams."""
         req = call.request
         t.served_by(hit.model, "cache")
-        out = Outcome(t.id, hit.model, cache="hit")
+        if t.policy is not None:
+            t.policy["cache"] = how
+        out = Outcome(t.id, hit.model, cache=how)
+        self.metrics.cache_lookup(how)
         if getattr(req, "stream", False):
             out.held, out.rest = as_chunks(hit), _nothing()
             out.record = t.stream_record(lambda: _prompt_chars(req),
@@ -308,8 +330,15 @@ class Pipeline:
         self._ended(t, "200", hit.usage or None, call=call, resp=hit)
         return out
 
-    async def _caching(self, key: str, held: list[Any], rest: AsyncIterator[Any]
-                       ) -> AsyncIterator[Any]:
+    async def _store(self, key: str, probe: Probe | None, raw: bytes) -> None:
+        """An answer into the exact tier and, once it is there, its question into the
+        semantic index (a hit must find the answer it points to)."""
+        await self.cache.put(key, raw)
+        if probe is not None:
+            await self.semantic.remember(probe, key)
+
+    async def _caching(self, key: str, probe: Probe | None, held: list[Any],
+                       rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
         """A stream passed on as it comes, and stored once it has ended whole."""
         whole = Assembler()
         for item in held:
@@ -322,7 +351,7 @@ class Pipeline:
             close = getattr(rest, "aclose", None)
             if close is not None:
                 await close()
-        self._spawn(self.cache.put(key, msgspec.json.encode(whole.response())))
+        self._spawn(self._store(key, probe, msgspec.json.encode(whole.response())))
 
     # ------------------------------------------------------------------ 4d. fan-out
 

@@ -66,3 +66,37 @@ def test_bad_use():
     index.add(clustered(100))
     with pytest.raises(ValueError, match="keep_vectors"):
         index.search(clustered(1), 5, rerank=50)
+
+
+def test_inverted_file_keeps_recall_and_scores_few_rows():
+    x, q = clustered(6000), clustered(50, seed=3)
+    flat = TurboQuantIndex(64, 4)
+    ivf = TurboQuantIndex(64, 4, lists=32, train_at=2000, nprobe=4)
+    for part in np.array_split(x, 6):  # trained once 2,000 are in; later adds are filed
+        flat.add(part)
+        ivf.add(part)
+    assert ivf.centroids is not None and sum(m.n for m in ivf._members) == 6000
+    _, a = flat.search(q, 10)
+    _, b = ivf.search(q, 10)
+    assert recall(b, a) > 0.9
+    assert len(ivf._candidates(q[:1], None)) < 6000 / 2  # only the probed lists
+
+
+@pytest.mark.parametrize("lists", [0, 16])
+def test_delete_compact_and_tags(lists):
+    x = clustered(3000)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)  # a vector's own nearest is itself
+    index = TurboQuantIndex(64, 4, lists=lists, train_at=1000)
+    index.add(x[:1500], tags=1)
+    index.add(x[1500:], tags=2)
+    _, found = index.search(x[10], k=1, tag=2)
+    assert found[0, 0] >= 1500  # only rows of that tag
+    assert index.delete([10, 11, 2000]) == 3 and len(index) == 2997
+    _, found = index.search(x[10], k=5, tag=1)
+    assert 10 not in found[0] and 11 not in found[0]
+    index.compact()
+    assert len(index) == 2997 and index._ids.n == 2997
+    _, found = index.search(x[12], k=1, tag=1)
+    assert found[0, 0] == 12  # ids survive the compaction
+    _, found = index.search(x[2001], k=1)
+    assert found[0, 0] == 2001

@@ -211,7 +211,9 @@ class RouteGroup(Struct, kw_only=True, forbid_unknown_fields=True):
     members: list[str] = field(default_factory=list)
     synthesizer: str | None = None
     pii: PiiMode | None = None  # what personal data in its requests meets (guard/scrub)
-    cache: bool = False  # answer repeated requests from the exact cache (cache/exact)
+    # answer repeated requests from the cache: true (exact) or "semantic" (exact, then
+    # the same question in other words: cache/semantic)
+    cache: bool | Literal["semantic"] = False
     strong_share: Annotated[float, Meta(ge=0, le=1)] = 0.2
     threshold: float | None = None
     router: str | None = None  # a router .npz; default: the one shipped in the package
@@ -231,10 +233,19 @@ class RouteGroup(Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class CacheConfig(Struct, kw_only=True, forbid_unknown_fields=True):
-    """The exact answer cache (``cache/exact``); tenants and route groups opt in."""
+    """The answer cache (``cache/exact``, ``cache/semantic``); tenants and route groups
+    opt in."""
 
     ttl: Annotated[int, Meta(ge=1)] = 3600  # seconds an answer is kept
     max_entries: Annotated[int, Meta(ge=1)] = 10000  # the in-process cache (no redis:)
+    # semantic tier: a question's embedding must reach `similarity` to an entry (and,
+    # with a margin, its nearest other cached question + `margin`), and keep its
+    # numbers, names, ...
+    # (0.80 and no margin: calibrated on bench/data/cache_pairs, docs/benchmarks.md)
+    similarity: Annotated[float, Meta(ge=0, le=1)] = 0.80
+    margin: Annotated[float, Meta(ge=-1, le=1)] | None = None  # None: crowding off
+    semantic_max_entries: Annotated[int, Meta(ge=1)] = 100_000  # questions per process
+    embedding_model: str = DEFAULT_EMBEDDING_MODEL  # the packaged MiniLM or a directory
 
 
 class AuditConfig(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -308,7 +319,7 @@ class Tenant(Limits, kw_only=True, forbid_unknown_fields=True):
     # personal data in its chat requests: off | detect | redact | pseudonymize | block |
     # local (guard/scrub); with a route group's too, the stricter one holds
     pii: PiiMode | None = None
-    cache: bool = False  # answer its repeated requests from the exact cache
+    cache: bool | Literal["semantic"] = False  # as a route group's cache:
 
 
 class ApiKey(Limits, kw_only=True, forbid_unknown_fields=True):

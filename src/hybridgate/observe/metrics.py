@@ -93,6 +93,8 @@ class Metrics:
         self.budget_left = Gauge("hybridgate_budget_remaining_usd", "A tenant's or key's "
                                  "budget left this period (spend and holds in Redis), USD",
                                  ["scope"], registry=r, multiprocess_mode="mostrecent")
+        self.cache = Counter("hybridgate_cache_lookups", "Answer-cache lookups by result "
+                             "(hit, semantic-hit, miss)", ["result"], registry=r)
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
@@ -103,6 +105,10 @@ class Metrics:
         return child
 
     # ------------------------------------------------------------------ per request
+
+    def cache_lookup(self, result: str) -> None:
+        if self.enabled:
+            self._child(self.cache, result).inc()
 
     def request(self, t: Any, status: int, seconds: float, error: str | None = None) -> None:
         """One finished request, from the ledger's tracker (what the row says)."""

@@ -52,6 +52,8 @@ class EmbeddingProvider(Provider):
         self.model: Any = None
         self.dimensions = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"emb-{cfg.name}")
+        self._waiting: list[tuple[list[str], asyncio.Future[Any]]] = []
+        self._drainer: asyncio.Task[None] | None = None
 
     def _load(self) -> Any:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub
@@ -75,13 +77,44 @@ class EmbeddingProvider(Provider):
     def ready(self) -> bool:
         return self.model is not None
 
+    def _vectors(self, texts: list[str]) -> Any:
+        return self.model.encode(texts, batch_size=self.cfg.batch_size,
+                                 normalize_embeddings=True, convert_to_numpy=True,
+                                 show_progress_bar=False)
+
     def _encode(self, texts: list[str]) -> tuple[Any, int]:
         tokens = self.model.tokenizer(texts, add_special_tokens=True, truncation=True,
                                       max_length=self.model.max_seq_length)["input_ids"]
-        vectors = self.model.encode(texts, batch_size=self.cfg.batch_size,
-                                    normalize_embeddings=True, convert_to_numpy=True,
-                                    show_progress_bar=False)
-        return vectors, sum(len(t) for t in tokens)
+        return self._vectors(texts), sum(len(t) for t in tokens)
+
+    async def vectors(self, texts: list[str]) -> Any:
+        """(len(texts), d) unit vectors. Callers that arrive while the model is busy
+        share its next call: one batch of many costs far less than many of one."""
+        if self.model is None:
+            raise UpstreamUnavailable(f"embedding model {self.name} is not loaded")
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting.append((texts, done))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.create_task(self._drain())
+        return await done
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            flat = [t for texts, _ in batch for t in texts]
+            try:
+                vectors = await loop.run_in_executor(self._executor, self._vectors, flat)
+            except Exception as e:  # noqa: BLE001 - every waiter hears of it
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(e)
+                continue
+            at = 0
+            for texts, done in batch:
+                if not done.done():
+                    done.set_result(vectors[at:at + len(texts)])
+                at += len(texts)
 
     async def embed(self, req: EmbeddingRequest) -> EmbeddingResponse:
         if self.model is None:

@@ -1,0 +1,263 @@
+"""The semantic tier: a question asked before in other words, answered from the cache.
+
+A request the exact tier missed is split in two: its *context* (everything but the text
+of the last user turn, hashed like an exact key: tenant, model or group, system prompt,
+earlier turns, tools, sampling, PII mode) and its *question* (that text). The question's
+MiniLM embedding is searched in a ``TurboQuantIndex`` among entries of the same context
+only (a row tag per context), and a candidate is a hit when
+
+  1. its similarity reaches ``similarity`` or, with a ``margin`` set, the entry's own
+     threshold: the larger of ``similarity`` and the entry's *crowding* (its similarity
+     to the nearest other question cached in its context, kept up to date as questions
+     arrive) + ``margin``, since in a crowded neighbourhood closeness proves less. Both
+     are calibrated on a labelled set (bench/semantic_cache.py): there the signature
+     check did the work, and no margin raised precision, so crowding is off by default;
+     and
+  2. the question's signature (``cache/verify``: numbers, units, negations, polar words,
+     code languages, names, quoted strings) equals the cached one's, which catches what
+     embeddings cannot (5 miles to km vs 5 km to miles, a question vs its negation).
+
+The answer itself lives in the exact tier under the original request's key (Redis or
+memory), so a hit reads the same store, TTL and ``cache clear`` as an exact hit; an
+index entry whose answer has gone is dropped at its next hit. The index (4-bit codes,
+~200 bytes a question instead of 1,536) is per process: each replica learns its own
+questions, and all of them share the answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from hybridgate.cache.exact import _LEFT_OUT, ExactCache
+from hybridgate.cache.verify import fingerprint
+from hybridgate.config.settings import Config
+from hybridgate.core.types import ChatRequest, ChatResponse
+from hybridgate.turboquant import TurboQuantIndex
+from hybridgate.turboquant.index import Column
+
+log = logging.getLogger("hybridgate.cache")
+
+MAX_CHARS = 1000  # longer questions go exact-only: MiniLM reads 256 word pieces at most
+DIM = 384
+
+
+@dataclass(slots=True)
+class Probe:
+    """A question's place in the semantic tier: kept from lookup to store."""
+
+    context: str  # context_key
+    text: str
+    print: int
+    vector: np.ndarray | None = None  # embedded when first needed
+
+
+def question(req: ChatRequest) -> str | None:
+    """The last user turn's text, when the request ends in one and it is short enough."""
+    if not req.messages:
+        return None
+    last = req.messages[-1]
+    if last.role != "user":
+        return None
+    content = last.content
+    if isinstance(content, list):
+        parts = [getattr(p, "text", None) for p in content]
+        if any(t is None for t in parts):
+            return None  # images, audio: not a question the index can compare
+        content = "\n".join(t for t in parts if t)
+    if not isinstance(content, str) or not content.strip() or len(content) > MAX_CHARS:
+        return None
+    return content
+
+
+def context_key(tenant: str | None, req: ChatRequest, pii_mode: str | None) -> str:
+    """The exact key of everything but the question."""
+    doc = msgspec.to_builtins(req)
+    for name in _LEFT_OUT:
+        doc.pop(name, None)
+    doc["messages"][-1]["content"] = None
+    blob = msgspec.json.encode({"tenant": tenant, "pii": pii_mode, "request": doc},
+                               order="sorted")
+    return hashlib.sha256(blob).hexdigest()
+
+
+class Entries:
+    """Per-question answer key (SHA-256), fingerprint, crowding (similarity to the nearest
+    other question cached in its context), birth time and context tag, in
+    arrays by index id (ids run in age order from ``base``): 61 bytes a question."""
+
+    def __init__(self) -> None:
+        self.base = 0
+        self.key = Column(32, np.uint8)
+        self.fp = Column(None, np.int64)
+        self.crowd = Column(None, np.float32)  # similarity to its nearest other question
+        self.born = Column(None, np.float64)
+        self.on = Column(None, np.bool_)  # still in the index
+        self.tag = Column(None, np.int64)  # its context
+        self.live = 0
+
+    def add(self, key: str, fp: int, crowd: float, born: float, tag: int) -> int:
+        self.key.extend(np.frombuffer(bytes.fromhex(key), np.uint8)[None, :])
+        self.fp.extend(np.array([fp]))
+        self.crowd.extend(np.array([crowd], np.float32))
+        self.born.extend(np.array([born]))
+        self.on.extend(np.array([True]))
+        self.tag.extend(np.array([tag]))
+        self.live += 1
+        return self.base + self.fp.n - 1
+
+    def alive(self, i: int) -> bool:
+        return i >= self.base and bool(self.on.view[i - self.base])
+
+    def drop(self, ids: list[int]) -> list[int]:
+        """Mark ids gone; returns the tags of those that were live."""
+        tags = []
+        for i in ids:
+            if self.alive(i):
+                self.on.view[i - self.base] = False
+                self.live -= 1
+                tags.append(int(self.tag.view[i - self.base]))
+        return tags
+
+    def hexkey(self, i: int) -> str:
+        return self.key.view[i - self.base].tobytes().hex()
+
+    def trim(self, oldest: int) -> None:
+        """Forget the arrays' front once most of it is evicted."""
+        if oldest - self.base > max(1024, self.fp.n // 2):
+            keep = np.arange(self.fp.n) >= oldest - self.base
+            for col in (self.key, self.fp, self.crowd, self.born, self.on, self.tag):
+                col.keep(keep)
+            self.base = oldest
+
+
+class SemanticCache:
+    def __init__(self, config: Config, exact: ExactCache, embedder: Any) -> None:
+        c = config.cache
+        self.tenants = {t.name for t in config.tenants if t.cache == "semantic"}
+        self.groups = {g.name for g in config.routes if g.cache == "semantic"}
+        self.enabled = bool(self.tenants or self.groups)
+        self.similarity, self.margin = c.similarity, c.margin
+        self.max_entries, self.ttl = c.semantic_max_entries, c.ttl
+        self.exact = exact
+        self.embedder = embedder
+        self.index = TurboQuantIndex(DIM, bits=4, lists=256, train_at=8192, nprobe=8)
+        # a tag per context with questions indexed (forgotten with its last question)
+        self.tags: dict[str, int] = {}
+        self.contexts: dict[int, str] = {}
+        self.per_tag: dict[int, int] = {}  # tag -> questions indexed
+        self.next_tag = 0
+        self.rows = Entries()
+        self.oldest = 0  # ids are handed out in order, so the oldest live id evicts first
+        self.next_id = 0
+
+    def applies(self, tenant: str | None, req: Any) -> bool:
+        return (self.enabled and isinstance(req, ChatRequest)
+                and (tenant in self.tenants or req.model in self.groups)
+                and question(req) is not None)
+
+    def probe(self, tenant: str | None, req: ChatRequest, pii_mode: str | None) -> Probe:
+        """The question's context tag and fingerprint (cheap; no embedding yet)."""
+        text = question(req)
+        assert text is not None
+        return Probe(context_key(tenant, req, pii_mode), text, fingerprint(text))
+
+    async def _embed(self, probe: Probe) -> np.ndarray:
+        if probe.vector is None:
+            probe.vector = (await self.embedder.vectors([probe.text]))[0]
+        return probe.vector
+
+    def match(self, probe: Probe) -> tuple[int, float] | None:
+        """The cached entry this (embedded) question may reuse: (id, similarity)."""
+        tag = self.tags.get(probe.context)
+        if probe.vector is None or tag is None:
+            return None
+        scores, ids = self.index.search(probe.vector, k=4, tag=tag)
+        now, r = time.monotonic(), self.rows
+        for s, i in zip(scores[0].tolist(), ids[0].tolist(), strict=True):
+            j = i - r.base
+            if now - r.born.view[j] > self.ttl:
+                continue  # its answer has expired too; evicted in order below
+            bar = self.similarity if self.margin is None else max(
+                self.similarity, float(r.crowd.view[j]) + self.margin)
+            if s >= bar and r.fp.view[j] == probe.print:
+                return i, s
+        return None
+
+    async def lookup(self, probe: Probe) -> ChatResponse | None:
+        """A verified cached answer; a context with nothing cached costs no embedding."""
+        if probe.context not in self.tags:
+            return None
+        await self._embed(probe)
+        found = self.match(probe)
+        if found is None:
+            return None
+        hit = await self.exact.get(self.rows.hexkey(found[0]))
+        if hit is None:  # the answer expired, was evicted or cleared: forget the question
+            self._forget([found[0]])
+        return hit
+
+    async def remember(self, probe: Probe, key: str) -> None:
+        """Index a question whose answer is now stored under ``key``; neighbours within
+        reach of it get a higher bar."""
+        vector = await self._embed(probe)
+        self.add(probe, vector, key)
+
+    def add(self, probe: Probe, vector: np.ndarray, key: str) -> None:
+        tag = self.tags.get(probe.context)
+        if tag is None:
+            tag = self.tags[probe.context] = self.next_tag
+            self.contexts[tag] = probe.context
+            self.next_tag += 1
+        scores, ids = self.index.search(vector, k=8, tag=tag)
+        r, crowd = self.rows, -1.0
+        for s, i in zip(scores[0].tolist(), ids[0].tolist(), strict=True):
+            if r.hexkey(i) == key:
+                return  # the same request again (a no-cache refresh): already indexed
+            crowd = max(crowd, s)
+            j = i - r.base
+            r.crowd.view[j] = max(float(r.crowd.view[j]), s)
+        new = r.add(key, probe.print, crowd, time.monotonic(), tag)
+        self.index.add(vector, ids=np.array([new]), tags=tag)
+        self.per_tag[tag] = self.per_tag.get(tag, 0) + 1
+        self._evict(new + 1)
+
+    def _evict(self, end: int) -> None:
+        """Drop the oldest questions past the size bound (a tenth at a time, so the
+        index is rewritten rarely) and those past the TTL; ids run in age order."""
+        now, r = time.monotonic(), self.rows
+        excess = r.live - self.max_entries
+        if excess > 0:
+            excess = max(excess, self.max_entries // 10)
+        drop, i = [], self.oldest
+        while i < end and (excess > 0 or not r.alive(i)
+                           or now - r.born.view[i - r.base] > self.ttl):
+            if r.alive(i):
+                drop.append(i)
+                excess -= 1
+            i += 1
+        self.oldest = i
+        if drop:
+            self._forget(drop)
+        r.trim(self.oldest)
+
+    def _forget(self, ids: list[int]) -> None:
+        self.index.delete(ids)
+        for tag in self.rows.drop(ids):
+            self.per_tag[tag] -= 1
+            if not self.per_tag[tag]:
+                del self.per_tag[tag]
+                del self.tags[self.contexts.pop(tag)]
+        if self.index._dead > len(self.index):
+            self.index.compact()
+
+    @property
+    def nbytes(self) -> tuple[int, int]:
+        """(index codes, index bookkeeping) bytes."""
+        return self.index.nbytes, self.index.overhead_nbytes

@@ -1,0 +1,192 @@
+"""The semantic tier through a real gateway (real MiniLM, fake upstream): a question asked
+again in other words is answered from the cache, verified; the near misses that
+embeddings confuse go upstream; only the same context can hit; streamed hits replay as
+SSE; Cache-Control and the opt-in are honoured. And its bookkeeping, directly: crowded
+neighbourhoods raise the bar, the size bound and TTL evict oldest first, a context is
+forgotten with its last question."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import sqlite3
+import time
+
+import httpx
+import numpy as np
+import openai
+import pytest
+
+from hybridgate.cache.exact import ExactCache
+from hybridgate.cache.semantic import MAX_CHARS, Probe, SemanticCache, context_key, question
+from hybridgate.config.settings import parse_config
+from hybridgate.core.types import ChatRequest
+from tests.conftest import OPENAI_KEY, start_gateway
+
+SEM, EXACT = "hg-semantic-tenant-key-01", "hg-exact-tenant-key-0001"
+ADMIN = "hg-semantic-admin-key-001"
+
+
+@pytest.fixture(scope="module")
+def sem_gw(tmp_path_factory, fake_openai):
+    db = tmp_path_factory.mktemp("semcache") / "ledger.db"
+    gw = start_gateway(parse_config({
+        "ledger": {"url": f"sqlite:///{db}"},
+        "prices": [{"id": "gpt-fake", "input": 1.0, "output": 2.0}],
+        "tenants": [{"name": "sem", "cache": "semantic"}, {"name": "exact", "cache": True}],
+        "keys": [{"id": "s", "key": SEM, "tenant": "sem"},
+                 {"id": "e", "key": EXACT, "tenant": "exact"},
+                 {"id": "a", "key": ADMIN, "admin": True}],
+        "models": [{"name": "gpt-fake", "provider": "openai", "api_key": OPENAI_KEY,
+                    "base_url": fake_openai.url + "/v1"}]}))
+    yield gw, db
+    gw.stop()
+
+
+def _ask(gw, text: str, key: str = SEM, system: str | None = None, **kw: object):  # noqa: ANN202
+    c = openai.OpenAI(base_url=gw.v1, api_key=key, max_retries=0)
+    msgs = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": text}]
+    return c.chat.completions.with_raw_response.create(model="gpt-fake", messages=msgs,
+                                                       temperature=0, **kw)
+
+
+def _settle() -> None:
+    time.sleep(0.5)  # the answer and its question are stored after the response
+
+
+def test_a_paraphrase_is_a_verified_semantic_hit(sem_gw, fake_openai):
+    gw, db = sem_gw
+    tag = secrets.token_hex(3)  # a fresh system prompt: a context of this test's own
+    system = f"You are assistant {tag}."
+    first = _ask(gw, "How do I reverse a list in Python?", system=system)
+    assert first.headers["x-hybridgate-cache"] == "miss"
+    _settle()
+    n = len(fake_openai.requests)
+    again = _ask(gw, "how can i reverse a list in python", system=system)
+    assert again.headers["x-hybridgate-cache"] == "semantic-hit"
+    assert len(fake_openai.requests) == n  # the upstream was not asked
+    metrics = httpx.get(gw.url + "/metrics", headers={"authorization": f"Bearer {ADMIN}"}).text
+    assert 'hybridgate_cache_lookups_total{result="semantic-hit"}' in metrics
+    assert again.parse().choices[0].message.content == \
+        first.parse().choices[0].message.content
+    assert again.headers["x-hybridgate-cost"] == "0"
+    with sqlite3.connect(db) as c:
+        row = c.execute("SELECT provider, cost_usd, baseline_cost_usd FROM requests "
+                        "WHERE id = ?", (again.headers["x-request-id"],)).fetchone()
+    assert row[0] == "cache" and row[1] == 0 and row[2] > 0
+    # streamed: the cached answer replays as a correct SSE stream
+    c = openai.OpenAI(base_url=gw.v1, api_key=SEM, max_retries=0)
+    chunks = list(c.chat.completions.create(
+        model="gpt-fake", temperature=0, stream=True, messages=[
+            {"role": "system", "content": system},
+            {"role": "user", "content": "How do I reverse a list in Python, please?"}]))
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == \
+        first.parse().choices[0].message.content
+    assert len(fake_openai.requests) == n
+
+
+@pytest.mark.parametrize("near_miss", [
+    "How do I reverse a list in JavaScript?",  # another language
+    "How do I not reverse a list in Python?",  # negation
+    "How do I reverse 2 lists in Python?",  # a number
+])
+def test_near_misses_go_upstream(sem_gw, fake_openai, near_miss):
+    gw, _ = sem_gw
+    system = f"You are assistant {secrets.token_hex(3)}."
+    _ask(gw, "How do I reverse a list in Python?", system=system)
+    _settle()
+    n = len(fake_openai.requests)
+    r = _ask(gw, near_miss, system=system)
+    assert r.headers["x-hybridgate-cache"] == "miss" and len(fake_openai.requests) == n + 1
+    assert near_miss in r.parse().choices[0].message.content  # its own answer
+
+
+def test_only_the_same_context_and_opted_in_requests_can_hit(sem_gw, fake_openai):
+    gw, _ = sem_gw
+    system = f"You are assistant {secrets.token_hex(3)}."
+    _ask(gw, "Convert 5 miles to kilometers.", system=system)
+    _settle()
+    assert _ask(gw, "convert 5 miles to kilometers", system=system).headers[
+        "x-hybridgate-cache"] == "semantic-hit"
+    # another system prompt, other sampling, the opposite conversion, an exact-only tenant
+    assert _ask(gw, "convert 5 miles to kilometers", system=system + " Be terse.").headers[
+        "x-hybridgate-cache"] == "miss"
+    assert _ask(gw, "convert 5 miles to kilometers", system=system, max_tokens=9).headers[
+        "x-hybridgate-cache"] == "miss"
+    assert _ask(gw, "Convert 5 kilometers to miles.", system=system).headers[
+        "x-hybridgate-cache"] == "miss"
+    assert _ask(gw, "convert 5 miles to kilometers", key=EXACT, system=system).headers[
+        "x-hybridgate-cache"] == "miss"
+    # no-cache skips the lookup (and the answer is stored again)
+    n = len(fake_openai.requests)
+    r = _ask(gw, "convert 5 miles to kilometers", system=system,
+             extra_headers={"cache-control": "no-cache"})
+    assert r.headers["x-hybridgate-cache"] == "miss" and len(fake_openai.requests) == n + 1
+
+
+def _cache(**over: object) -> SemanticCache:
+    cfg = parse_config({"tenants": [{"name": "t", "cache": "semantic"}],
+                        "cache": {"similarity": 0.9, "margin": 0.02, **over}})
+    return SemanticCache(cfg, ExactCache(cfg), embedder=None)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+def _key(i: int) -> str:
+    return hashlib.sha256(str(i).encode()).hexdigest()
+
+
+def test_a_crowded_neighbourhood_raises_the_bar():
+    rng = np.random.default_rng(12345)  # not the rotation's seed: its rows are not data
+    a = _unit(rng.standard_normal(384))
+    b = _unit(a + 0.15 * _unit(rng.standard_normal(384)))  # another question, close by
+    q = _unit(a + 0.2 * _unit(rng.standard_normal(384)))  # a rewording of a
+    sc = _cache()
+    sc.add(Probe("c", "a", 1), a, _key(1))
+    sim = float(q @ a)
+    assert 0.9 < sim and sc.match(Probe("c", "q", 1, q))[0] == 0  # alone: a hit
+    sc.add(Probe("c", "b", 1), b, _key(2))  # b lands closer to a than q is
+    assert float(a @ b) + 0.02 > sim
+    assert sc.match(Probe("c", "q", 1, q)) is None
+    assert sc.match(Probe("c", "q", 2, a)) is None  # a different fingerprint never hits
+    assert sc.match(Probe("other", "q", 1, a)) is None  # another context never hits
+
+
+def test_size_bound_and_ttl_evict_oldest_first_and_contexts_are_forgotten(monkeypatch):
+    rng = np.random.default_rng(54321)
+    sc = _cache(semantic_max_entries=20)
+    vecs = [_unit(rng.standard_normal(384)) for _ in range(40)]
+    for i, v in enumerate(vecs):
+        sc.add(Probe(f"ctx{i % 2}", str(i), 0), v, _key(i))
+    assert sc.rows.live <= 20 and len(sc.index) == sc.rows.live
+    assert sc.match(Probe("ctx0", "0", 0, vecs[0])) is None  # the oldest went first
+    assert sc.match(Probe("ctx1", "39", 0, vecs[39]))[0] == 39
+    clock = [time.monotonic() + 10**6]  # everything is past the TTL
+    monkeypatch.setattr("hybridgate.cache.semantic.time.monotonic", lambda: clock[0])
+    assert sc.match(Probe("ctx1", "39", 0, vecs[39])) is None
+    sc.add(Probe("ctx9", "new", 0), vecs[0], _key(99))
+    assert sc.rows.live == 1 and set(sc.tags) == {"ctx9"}
+
+
+def test_what_counts_as_the_question():
+    def req(messages: list) -> ChatRequest:
+        import msgspec
+        return msgspec.convert({"model": "m", "messages": messages}, ChatRequest)
+
+    assert question(req([{"role": "user", "content": "hi there"}])) == "hi there"
+    assert question(req([{"role": "user", "content": [{"type": "text", "text": "a"},
+                                                         {"type": "text", "text": "b"}]}])) \
+        == "a\nb"
+    assert question(req([{"role": "user", "content": "x" * (MAX_CHARS + 1)}])) is None
+    assert question(req([{"role": "user", "content": "q"},
+                         {"role": "assistant", "content": "a"}])) is None
+    one = req([{"role": "system", "content": "s"}, {"role": "user", "content": "q1"}])
+    two = req([{"role": "system", "content": "s"}, {"role": "user", "content": "q2"}])
+    other = req([{"role": "system", "content": "t"}, {"role": "user", "content": "q1"}])
+    assert context_key("t", one, None) == context_key("t", two, None)
+    assert context_key("t", one, None) != context_key("t", other, None)
+    assert context_key("t", one, None) != context_key("u", one, None)
+    assert context_key("t", one, None) != context_key("t", one, "redact")
