@@ -7,20 +7,22 @@ forgotten with its last question."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import sqlite3
 import time
 
 import httpx
+import msgspec
 import numpy as np
 import openai
 import pytest
 
-from hybridgate.cache.exact import ExactCache
+from hybridgate.cache.exact import ExactCache, clear
 from hybridgate.cache.semantic import MAX_CHARS, Probe, SemanticCache, context_key, question
 from hybridgate.config.settings import parse_config
-from hybridgate.core.types import ChatRequest
+from hybridgate.core.types import ChatRequest, ChatResponse
 from tests.conftest import OPENAI_KEY, start_gateway
 
 SEM, EXACT = "hg-semantic-tenant-key-01", "hg-exact-tenant-key-0001"
@@ -173,7 +175,6 @@ def test_size_bound_and_ttl_evict_oldest_first_and_contexts_are_forgotten(monkey
 
 def test_what_counts_as_the_question():
     def req(messages: list) -> ChatRequest:
-        import msgspec
         return msgspec.convert({"model": "m", "messages": messages}, ChatRequest)
 
     assert question(req([{"role": "user", "content": "hi there"}])) == "hi there"
@@ -190,3 +191,32 @@ def test_what_counts_as_the_question():
     assert context_key("t", one, None) != context_key("t", other, None)
     assert context_key("t", one, None) != context_key("u", one, None)
     assert context_key("t", one, None) != context_key("t", one, "redact")
+
+
+def test_cache_clear_reaches_the_semantic_tier():
+    asyncio.run(_clear_reaches_the_semantic_tier())
+
+
+async def _clear_reaches_the_semantic_tier() -> None:
+    """The semantic index points into the exact tier: once `cache clear` has emptied the
+    shared answers, a reworded question misses and its entry is forgotten."""
+
+    redis = "redis://127.0.0.1:6379/0"
+    cfg = parse_config({"redis": redis, "tenants": [{"name": "t", "cache": "semantic"}]})
+    exact = ExactCache(cfg)
+    sc = SemanticCache(cfg, exact, embedder=None)
+    v = _unit(np.random.default_rng(777).standard_normal(384))
+    key = _key(secrets.randbits(64))
+    answer = {"id": "c1", "object": "chat.completion", "created": 1, "model": "m",
+              "choices": [{"index": 0, "finish_reason": "stop",
+                           "message": {"role": "assistant", "content": "Paris"}}]}
+    await exact.put(key, msgspec.json.encode(answer))
+    sc.add(Probe("ctx", "capital of France?", 0), v, key)
+    try:
+        hit = await sc.lookup(Probe("ctx", "France's capital?", 0, v))
+        assert isinstance(hit, ChatResponse) and hit.choices[0].message.content == "Paris"
+        assert await clear(redis) >= 1
+        assert await sc.lookup(Probe("ctx", "France's capital?", 0, v)) is None
+        assert sc.rows.live == 0 and "ctx" not in sc.tags  # forgotten, not kept dangling
+    finally:
+        await exact.close()
