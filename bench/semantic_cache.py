@@ -12,9 +12,12 @@ memory with 100k entries, and what it costs a gateway when it is on and missing.
    one context; lookup latency (search + verify) p50/p99 over 1,000 queries, the query's
    embedding time alone, and the index's bytes against float32 vectors.
 3. Cost when on and missing: wrk through a gateway (fake upstream) with a new question
-   on every request, cache off vs ``cache: semantic`` (distinct questions never hit).
+   on every request, cache off vs ``cache: semantic`` (distinct questions never hit),
+   questions whose signatures are all different (never embedded) and all alike (each
+   embedded); with an upstream that answers at once (the gateway's CPU is the limit, the worst
+   case) and one that takes 300 ms (a frontier API's order of magnitude).
 
-    python bench/semantic_cache.py [--skip-wrk] [--entries 100000]
+    python bench/semantic_cache.py [--skip-wrk] [--entries 100000] [--delay-ms 0 300]
 """
 
 from __future__ import annotations
@@ -152,6 +155,7 @@ def accuracy() -> None:
     for split in ("calibration", "test"):
         rows = [p for p in pairs if p["split"] == split]
         sc = cache()
+        sc.crowding = True  # recorded, so the margin grid below can read it
         split_bases = sorted({p["base"] for p in rows})
         everything = distract + split_bases
         fill(sc, everything, np.stack([vec[t] for t in everything]))
@@ -220,17 +224,32 @@ def scale(n: int) -> None:
     t0 = time.perf_counter()
     fill(sc, texts[:n], x[:n])
     build = time.perf_counter() - t0
-    qs = x[n:n + 1000] + 0.05 * np.random.default_rng(0).standard_normal((1000, 384)).astype(
-        np.float32)
-    qs /= np.linalg.norm(qs, axis=1, keepdims=True)
-    sc.similarity, sc.margin = 0.0, None  # every lookup goes through to a verified hit
-    times = []
-    for i, q in enumerate(qs):
-        probe = Probe("ctx", texts[n + i], fingerprint(texts[n + i]), q)
-        t = time.perf_counter()
-        sc.match(probe)
-        times.append(time.perf_counter() - t)
-    ms = sorted(1000 * t for t in times)
+    rng = np.random.default_rng(11)
+    # hits: a cached question reworded (its vector moved to cosine ~0.9, as paraphrases
+    # sit; its signature kept), which must find that entry; misses: new questions
+    which = rng.choice(n, 1000, replace=False)
+    near = x[which] + 0.025 * rng.standard_normal((1000, 384)).astype(np.float32)
+    near /= np.linalg.norm(near, axis=1, keepdims=True)
+    assert sc.rows.hexkey(n - 1) == hashlib.sha256(texts[n - 1].encode()).hexdigest()  # id i
+    lat: dict[tuple[int, str], list[float]] = {}
+    found: dict[int, int] = {}
+    default = sc.index.nprobe
+    for nprobe in (4, 8, 16):
+        sc.index.nprobe = nprobe
+        hit, miss, right = [], [], 0
+        for i, q in zip(which.tolist(), near, strict=True):
+            probe = Probe("ctx", texts[i], int(sc.rows.fp.view[i]), q)
+            t = time.perf_counter()
+            got = sc.match(probe)
+            hit.append(1000 * (time.perf_counter() - t))
+            right += got is not None and got[0] == i
+        for i in range(1000):
+            probe = Probe("ctx", texts[n + i], fingerprint(texts[n + i]), x[n + i])
+            t = time.perf_counter()
+            sc.match(probe)
+            miss.append(1000 * (time.perf_counter() - t))
+        lat[nprobe, "hit"], lat[nprobe, "miss"], found[nprobe] = sorted(hit), sorted(miss), right
+    sc.index.nprobe = default
     m = model()
     emb = []
     for t in texts[n:n + 200]:
@@ -243,8 +262,10 @@ def scale(n: int) -> None:
     flat = n * 384 * 4
     print(f"{n} entries, one context (indexed in {build:.0f} s, inverted file of "
           f"{sc.index.lists} lists, {sc.index.nprobe} probed)")
-    print(f"  lookup (search + verify): p50 {statistics.median(ms):.3f} ms, p99 "
-          f"{ms[int(0.99 * len(ms))]:.3f} ms")
+    for (nprobe, kind), v in sorted(lat.items()):
+        extra = f", {found[nprobe] / 10:.1f}% found their entry" if kind == "hit" else ""
+        print(f"  lookup (search + verify), {kind:4}, {nprobe:2} lists probed: p50 "
+              f"{statistics.median(v):.3f} ms, p99 {v[int(0.99 * len(v))]:.3f} ms{extra}")
     print(f"  MiniLM embedding of one question: p50 {statistics.median(emb):.2f} ms "
           f"(before a lookup, when the context has entries)")
     print(f"  index codes {codes / 2**20:.1f} MiB vs float32 vectors {flat / 2**20:.1f} MiB: "
@@ -252,52 +273,68 @@ def scale(n: int) -> None:
           f"{flat / (codes + book):.2f}x; entry records {rows / 2**20:.1f} MiB")
 
 
-def throughput(seconds: int, conns: int) -> None:
+# New questions, never asked before. "unique": each carries its own number, so no two
+# share a signature and none is ever embedded; "shared": random lowercase words, one
+# signature for all, so every miss is embedded (lookup, then indexing).
+QUESTIONS = {
+    "unique": "'How many moons does planet ' .. math.random(1, 1e9) .. ' have?'",
+    "shared": "'What does the word ' .. word() .. ' ' .. word() .. ' mean in plain english?'",
+}
+
+
+def throughput(seconds: int, conns: int, delay_ms: float) -> None:
     from overhead import free_port, run_wrk, start_gateway, stop_all, wait_http
 
     up = free_port()
     fake = subprocess.Popen([sys.executable, str(HERE / "fake_upstream.py"), "--port",
-                             str(up)], stdout=subprocess.DEVNULL)
-    script = Path(tempfile.mkstemp(suffix=".lua")[1])
-    script.write_text(
-        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-        'wrk.headers["Authorization"] = "Bearer hg-bench-semantic-0001"\n'
-        "counter = 0\nrequest = function()\n  counter = counter + 1\n"
-        '  local body = \'{"model": "bench", "temperature": 0, "messages": [{"role": '
-        '"user", "content": "How many moons does planet \' .. math.random(1, 1e9) .. \' '
-        'have, question \' .. counter .. \'?"}]}\'\n'
-        "  return wrk.format(nil, nil, nil, body)\nend\n")
-    out = {}
+                             str(up), "--delay-ms", str(delay_ms)], stdout=subprocess.DEVNULL)
+    out: dict[tuple[str, str], list[dict[str, float]]] = {}
     try:
-        for mode in ("off", "semantic"):
-            port = free_port()
-            cfg = Path(tempfile.mkstemp(suffix=".yaml")[1])
-            cache_line = "cache: semantic" if mode == "semantic" else "cache: false"
-            cfg.write_text(
-                "ledger: {enabled: false}\n"
-                f"tenants:\n  - name: t\n    {cache_line}\n"
-                "keys:\n  - id: k\n    key: hg-bench-semantic-0001\n    tenant: t\n"
-                f"models:\n  - name: bench\n    provider: openai\n"
-                f"    base_url: http://127.0.0.1:{up}/v1\n")
-            gw = start_gateway(cfg, port)
-            try:
-                wait_http(f"http://127.0.0.1:{port}/healthz", 120)
-                url = f"http://127.0.0.1:{port}/v1/chat/completions"
-                run_wrk(url, conns, 2, str(script))  # warm up
-                out[mode] = [run_wrk(url, conns, seconds, str(script)) for _ in range(2)]
-            finally:
-                stop_all([gw])
+        for workload, text in QUESTIONS.items():
+            script = Path(tempfile.mkstemp(suffix=".lua")[1])
+            script.write_text(
+                'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                'wrk.headers["Authorization"] = "Bearer hg-bench-semantic-0001"\n'
+                "function word()\n  local t = {}\n  for i = 1, 7 do t[i] = "
+                "string.char(math.random(97, 122)) end\n  return table.concat(t)\nend\n"
+                "math.randomseed(os.time())\n"  # each run its own questions (no exact hits)
+                "request = function()\n"
+                '  local body = \'{"model": "bench", "temperature": 0, "messages": [{"role": '
+                f'"user", "content": "\' .. {text} .. \'"}}]}}\'\n'
+                "  return wrk.format(nil, nil, nil, body)\nend\n")
+            for mode in ("off", "semantic"):
+                port = free_port()
+                cfg = Path(tempfile.mkstemp(suffix=".yaml")[1])
+                cache_line = "cache: semantic" if mode == "semantic" else "cache: false"
+                cfg.write_text(
+                    "ledger: {enabled: false}\n"
+                    f"tenants:\n  - name: t\n    {cache_line}\n"
+                    "keys:\n  - id: k\n    key: hg-bench-semantic-0001\n    tenant: t\n"
+                    f"models:\n  - name: bench\n    provider: openai\n"
+                    f"    base_url: http://127.0.0.1:{up}/v1\n")
+                gw = start_gateway(cfg, port)
+                try:
+                    wait_http(f"http://127.0.0.1:{port}/healthz", 120)
+                    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+                    run_wrk(url, conns, 2, str(script))  # warm up
+                    out[workload, mode] = [run_wrk(url, conns, seconds, str(script))
+                                           for _ in range(2)]
+                finally:
+                    stop_all([gw])
     finally:
         stop_all([fake])
     print(f"\ncost when on and missing: wrk -c{conns}, {seconds}s x 2, a new question on "
-          "every request, fake upstream")
-    for mode, rs in out.items():
-        print(f"  cache {mode:9} {statistics.median(r['rps'] for r in rs):8.0f} req/s, p50 "
-              f"{statistics.median(r['p50'] for r in rs):.2f} ms, errors "
-              f"{sum(r['errors'] for r in rs):.0f}")
-    off = statistics.median(r["rps"] for r in out["off"])
-    on = statistics.median(r["rps"] for r in out["semantic"])
-    print(f"  semantic on and missing: {100 * (1 - on / off):.1f}% fewer requests/s")
+          f"every request, fake upstream answering after {delay_ms:g} ms")
+    for workload in QUESTIONS:
+        rps = {}
+        for mode in ("off", "semantic"):
+            rs = out[workload, mode]
+            rps[mode] = statistics.median(r["rps"] for r in rs)
+            print(f"  {workload:6} signatures, cache {mode:9} {rps[mode]:8.0f} req/s, p50 "
+                  f"{statistics.median(r['p50'] for r in rs):.2f} ms, errors "
+                  f"{sum(r['errors'] for r in rs):.0f}")
+        print(f"  {workload:6} signatures: semantic on and missing costs "
+              f"{100 * (1 - rps['semantic'] / rps['off']):.1f}% of requests/s")
 
 
 def main() -> None:
@@ -307,12 +344,15 @@ def main() -> None:
     ap.add_argument("--skip-scale", action="store_true")
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--conns", type=int, default=10)
+    ap.add_argument("--delay-ms", type=float, nargs="*", default=[0.0, 300.0],
+                    help="the fake upstream's latency; 0 = the gateway's CPU is the limit")
     args = ap.parse_args()
     accuracy()
     if not args.skip_scale:
         scale(args.entries)
     if not args.skip_wrk and shutil.which("wrk"):
-        throughput(args.seconds, args.conns)
+        for delay in args.delay_ms:  # a slow upstream: more in flight, as real traffic has
+            throughput(args.seconds, args.conns if not delay else max(args.conns, 50), delay)
 
 
 if __name__ == "__main__":

@@ -220,3 +220,50 @@ async def _clear_reaches_the_semantic_tier() -> None:
         assert sc.rows.live == 0 and "ctx" not in sc.tags  # forgotten, not kept dangling
     finally:
         await exact.close()
+
+
+class _Counting:
+    """An embedder that records what it was asked to embed."""
+
+    def __init__(self, vectors: dict[str, np.ndarray]) -> None:
+        self.vectors_of, self.calls = vectors, []
+
+    async def vectors(self, texts: list[str]) -> np.ndarray:
+        self.calls.append(list(texts))
+        return np.stack([self.vectors_of[t] for t in texts])
+
+
+def test_only_questions_that_could_hit_are_embedded():
+    asyncio.run(_only_questions_that_could_hit_are_embedded())
+
+
+async def _only_questions_that_could_hit_are_embedded() -> None:
+    rng = np.random.default_rng(2468)
+    a = _unit(rng.standard_normal(384))
+    vecs = {"q1": a, "q1 again": _unit(a + 0.1 * _unit(rng.standard_normal(384))),
+            "q2": _unit(rng.standard_normal(384)), "q3": _unit(rng.standard_normal(384))}
+    emb = _Counting(vecs)
+    cfg = parse_config({"tenants": [{"name": "t", "cache": "semantic"}],
+                        "cache": {"similarity": 0.9, "semantic_max_entries": 2}})
+    exact = ExactCache(cfg)
+    sc = SemanticCache(cfg, exact, embedder=emb)
+    answer = {"id": "c1", "object": "chat.completion", "created": 1, "model": "m",
+              "choices": [{"index": 0, "finish_reason": "stop",
+                           "message": {"role": "assistant", "content": "one"}}]}
+    await exact.put(_key(1), msgspec.json.encode(answer))
+    # a signature no cached question shares: a miss without embedding, then it waits
+    assert await sc.lookup(Probe("c", "q1", 5)) is None
+    await sc.remember(Probe("c", "q1", 5), _key(1))
+    assert await sc.lookup(Probe("c", "q2", 6)) is None  # another signature
+    await sc.remember(Probe("c", "q2", 6), _key(2))
+    assert emb.calls == [] and len(sc.index) == 0 and len(sc.waiting) == 2
+    # the same signature again: both embedded in one call, the waiting one indexed
+    hit = await sc.lookup(Probe("c", "q1 again", 5))
+    assert emb.calls == [["q1", "q1 again"]] and len(sc.index) == 1
+    assert isinstance(hit, ChatResponse) and hit.choices[0].message.content == "one"
+    assert await sc.lookup(Probe("other", "q1 again", 5)) is None  # other context: no
+    assert len(emb.calls) == 1
+    # waiting questions are bounded by the size bound, oldest dropped first
+    await sc.remember(Probe("c", "q3", 7), _key(3))
+    await sc.remember(Probe("c", "q4", 8), _key(4))
+    assert [k[1] for k in sc.waiting] == [7, 8]

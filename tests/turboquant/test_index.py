@@ -19,12 +19,14 @@ def recall(found, exact):
     return np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(found, exact, strict=True)])
 
 
-@pytest.mark.parametrize("method", ["mse", "prod"])
-def test_scores_are_the_codes_inner_products(method):
+# 4-bit and 2-bit codes (and prod's 4-bit part at 5 bits) decode a byte at a time
+@pytest.mark.parametrize(("method", "bits"), [("mse", 3), ("mse", 4), ("mse", 2),
+                                              ("prod", 3), ("prod", 5)])
+def test_scores_are_the_codes_inner_products(method, bits):
     x, q = clustered(300), clustered(5, seed=1)
-    index = TurboQuantIndex(64, 3, method)
+    index = TurboQuantIndex(64, bits, method)
     index.add(x)
-    ref = TurboQuantProd(64, 3) if method == "prod" else TurboQuantMSE(64, 3)
+    ref = TurboQuantProd(64, bits) if method == "prod" else TurboQuantMSE(64, bits)
     expected = (ref.inner(q, ref.encode(x)) if method == "prod"
                 else q @ ref.decode(ref.encode(x)).T)
     assert index._scores(q) == pytest.approx(expected, abs=1e-3)
@@ -96,6 +98,9 @@ def test_delete_compact_and_tags(lists):
     assert 10 not in found[0] and 11 not in found[0]
     index.compact()
     assert len(index) == 2997 and index._ids.n == 2997
+    if lists:  # every live row in exactly one list, at its new position
+        rows = np.sort(np.concatenate([m.view for m in index._members]))
+        assert (rows == np.arange(2997)).all()
     _, found = index.search(x[12], k=1, tag=1)
     assert found[0, 0] == 12  # ids survive the compaction
     _, found = index.search(x[2001], k=1)

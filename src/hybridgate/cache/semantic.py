@@ -11,11 +11,18 @@ only (a row tag per context), and a candidate is a hit when
      to the nearest other question cached in its context, kept up to date as questions
      arrive) + ``margin``, since in a crowded neighbourhood closeness proves less. Both
      are calibrated on a labelled set (bench/semantic_cache.py): there the signature
-     check did the work, and no margin raised precision, so crowding is off by default;
+     check did the work, and no margin raised precision, so crowding (a search per
+     question stored) is off by default;
      and
   2. the question's signature (``cache/verify``: numbers, units, negations, polar words,
      code languages, names, quoted strings) equals the cached one's, which catches what
      embeddings cannot (5 miles to km vs 5 km to miles, a question vs its negation).
+
+Embedding is the tier's whole cost on a miss, so it is spent only where a hit is
+possible: a hit needs an equal signature, so a question whose signature no other cached
+question of its context shares waits unembedded (one per context and signature, within
+the size bound), and a lookup with no such neighbour answers "miss" without embedding.
+The second question of a signature embeds both (one encode call) and indexes the first.
 
 The answer itself lives in the exact tier under the original request's key (Redis or
 memory), so a hit reads the same store, TTL and ``cache clear`` as an exact hit; an
@@ -29,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,15 +123,16 @@ class Entries:
     def alive(self, i: int) -> bool:
         return i >= self.base and bool(self.on.view[i - self.base])
 
-    def drop(self, ids: list[int]) -> list[int]:
-        """Mark ids gone; returns the tags of those that were live."""
-        tags = []
+    def drop(self, ids: list[int]) -> list[tuple[int, int]]:
+        """Mark ids gone; returns the (tag, fingerprint) of those that were live."""
+        gone = []
         for i in ids:
             if self.alive(i):
-                self.on.view[i - self.base] = False
+                j = i - self.base
+                self.on.view[j] = False
                 self.live -= 1
-                tags.append(int(self.tag.view[i - self.base]))
-        return tags
+                gone.append((int(self.tag.view[j]), int(self.fp.view[j])))
+        return gone
 
     def hexkey(self, i: int) -> str:
         return self.key.view[i - self.base].tobytes().hex()
@@ -144,14 +153,19 @@ class SemanticCache:
         self.groups = {g.name for g in config.routes if g.cache == "semantic"}
         self.enabled = bool(self.tenants or self.groups)
         self.similarity, self.margin = c.similarity, c.margin
+        self.crowding = c.margin is not None
         self.max_entries, self.ttl = c.semantic_max_entries, c.ttl
         self.exact = exact
         self.embedder = embedder
-        self.index = TurboQuantIndex(DIM, bits=4, lists=256, train_at=8192, nprobe=8)
+        self.index = TurboQuantIndex(DIM, bits=4, lists=256, train_at=8192, nprobe=4)
         # a tag per context with questions indexed (forgotten with its last question)
         self.tags: dict[str, int] = {}
         self.contexts: dict[int, str] = {}
         self.per_tag: dict[int, int] = {}  # tag -> questions indexed
+        self.per_print: dict[tuple[int, int], int] = {}  # (tag, fingerprint) -> indexed
+        # (context, fingerprint) -> (text, answer key, born): a question no other shares
+        # the signature of yet, not embedded until one does (oldest dropped first)
+        self.waiting: OrderedDict[tuple[str, int], tuple[str, str, float]] = OrderedDict()
         self.next_tag = 0
         self.rows = Entries()
         self.oldest = 0  # ids are handed out in order, so the oldest live id evicts first
@@ -190,11 +204,32 @@ class SemanticCache:
                 return i, s
         return None
 
+    def _indexed(self, probe: Probe) -> bool:
+        tag = self.tags.get(probe.context)
+        return tag is not None and (tag, probe.print) in self.per_print
+
+    async def _embed_with_waiting(self, probe: Probe) -> None:
+        """Embed the question and, in the same call, the one waiting with its signature
+        (now worth indexing: it has someone to be compared with)."""
+        waiting = self.waiting.pop((probe.context, probe.print), None)
+        if waiting is not None and time.monotonic() - waiting[2] > self.ttl:
+            waiting = None
+        if waiting is None:
+            await self._embed(probe)
+            return
+        texts = [waiting[0]] + ([probe.text] if probe.vector is None else [])
+        vectors = await self.embedder.vectors(texts)
+        if probe.vector is None:
+            probe.vector = vectors[1]
+        self.add(Probe(probe.context, waiting[0], probe.print), vectors[0], waiting[1],
+                 born=waiting[2])
+
     async def lookup(self, probe: Probe) -> ChatResponse | None:
-        """A verified cached answer; a context with nothing cached costs no embedding."""
-        if probe.context not in self.tags:
+        """A verified cached answer. Costs no embedding unless a cached question of the
+        same context has the same signature (nothing else could be a hit)."""
+        if not self._indexed(probe) and (probe.context, probe.print) not in self.waiting:
             return None
-        await self._embed(probe)
+        await self._embed_with_waiting(probe)
         found = self.match(probe)
         if found is None:
             return None
@@ -204,28 +239,49 @@ class SemanticCache:
         return hit
 
     async def remember(self, probe: Probe, key: str) -> None:
-        """Index a question whose answer is now stored under ``key``; neighbours within
-        reach of it get a higher bar."""
-        vector = await self._embed(probe)
-        self.add(probe, vector, key)
+        """Index a question whose answer is now stored under ``key`` (neighbours within
+        reach of it get a higher bar), or keep it waiting, unembedded, while no other
+        cached question of its context shares its signature."""
+        at = (probe.context, probe.print)
+        if probe.vector is None and not self._indexed(probe):
+            waiting = self.waiting.get(at)
+            if waiting is None:
+                now = time.monotonic()
+                self.waiting[at] = (probe.text, key, now)
+                while self.waiting and (len(self.waiting) > self.max_entries or
+                                        now - next(iter(self.waiting.values()))[2] > self.ttl):
+                    self.waiting.popitem(last=False)  # in arrival order: oldest first
+                return
+            if waiting[1] == key:
+                return  # the same request again (a no-cache refresh)
+        await self._embed_with_waiting(probe)
+        assert probe.vector is not None
+        self.add(probe, probe.vector, key)
 
-    def add(self, probe: Probe, vector: np.ndarray, key: str) -> None:
+    def add(self, probe: Probe, vector: np.ndarray, key: str,
+            born: float | None = None) -> None:
         tag = self.tags.get(probe.context)
         if tag is None:
             tag = self.tags[probe.context] = self.next_tag
             self.contexts[tag] = probe.context
             self.next_tag += 1
-        scores, ids = self.index.search(vector, k=8, tag=tag)
         r, crowd = self.rows, -1.0
-        for s, i in zip(scores[0].tolist(), ids[0].tolist(), strict=True):
+        # crowding costs a search per question: only kept where a margin reads it (a
+        # no-cache refresh may then index a request twice, both pointing to one answer)
+        near: list[tuple[float, int]] = []
+        if self.crowding:
+            scores, ids = self.index.search(vector, k=8, tag=tag)
+            near = list(zip(scores[0].tolist(), ids[0].tolist(), strict=True))
+        for s, i in near:
             if r.hexkey(i) == key:
                 return  # the same request again (a no-cache refresh): already indexed
             crowd = max(crowd, s)
             j = i - r.base
             r.crowd.view[j] = max(float(r.crowd.view[j]), s)
-        new = r.add(key, probe.print, crowd, time.monotonic(), tag)
+        new = r.add(key, probe.print, crowd, time.monotonic() if born is None else born, tag)
         self.index.add(vector, ids=np.array([new]), tags=tag)
         self.per_tag[tag] = self.per_tag.get(tag, 0) + 1
+        self.per_print[tag, probe.print] = self.per_print.get((tag, probe.print), 0) + 1
         self._evict(new + 1)
 
     def _evict(self, end: int) -> None:
@@ -249,7 +305,10 @@ class SemanticCache:
 
     def _forget(self, ids: list[int]) -> None:
         self.index.delete(ids)
-        for tag in self.rows.drop(ids):
+        for tag, fp in self.rows.drop(ids):
+            self.per_print[tag, fp] -= 1
+            if not self.per_print[tag, fp]:
+                del self.per_print[tag, fp]
             self.per_tag[tag] -= 1
             if not self.per_tag[tag]:
                 del self.per_tag[tag]

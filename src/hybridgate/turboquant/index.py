@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hybridgate.turboquant.packing import unpack
+from hybridgate.turboquant.packing import byte_table, unpack
 from hybridgate.turboquant.quantizer import TurboQuantMSE, TurboQuantProd
 
 CHUNK = 16_384  # vectors scored at a time: bounds the temporary (chunk x d) float array
@@ -101,13 +101,16 @@ class TurboQuantIndex:
         self._rnorms = Column(None, np.float32) if self.prod else None
         self._vectors = Column(d, np.float32) if keep_vectors else None
         self._ids = Column(None, np.int64)
-        self._tags = Column(None, np.int64)
+        self._tags = Column(None, np.int32)  # with id, liveness, list and slot: 21 B a row
         self._live = Column(None, np.bool_)
         self._dead = 0
         self._next_id = 0
+        # a code byte's coordinates at once (bit widths dividing 8): a search's decode
+        # is then one gather per byte instead of unpacking bits and a gather per index
+        self._byte_centroids = (byte_table(self.mse._centroids, self.mse.bits)
+                                if 8 % self.mse.bits == 0 else None)
         # the inverted file: untrained until train_at vectors (raw ones buffered till then)
         self.centroids: np.ndarray | None = None
-        self._cell = Column(None, np.int32)
         self._members: list[Column] = []
         self._pending: list[np.ndarray] = []
 
@@ -118,8 +121,7 @@ class TurboQuantIndex:
     @property
     def columns(self) -> list[Column]:
         return [c for c in (self._packed, self._norms, self._signs, self._rnorms,
-                            self._vectors, self._ids, self._tags, self._live,
-                            self._cell if self.lists else None)
+                            self._vectors, self._ids, self._tags, self._live)
                 if c is not None]
 
     def add(self, vectors: np.ndarray, ids: np.ndarray | None = None,
@@ -148,7 +150,7 @@ class TurboQuantIndex:
         if self._vectors is not None:
             self._vectors.extend(x)
         self._ids.extend(ids)
-        self._tags.extend(np.broadcast_to(np.asarray(tags, np.int64), (len(x),)))
+        self._tags.extend(np.broadcast_to(np.asarray(tags, np.int32), (len(x),)))
         self._live.extend(np.ones(len(x), np.bool_))
         self._next_id = max(self._next_id, int(ids.max()) + 1) if len(ids) else self._next_id
         if self.lists:
@@ -157,18 +159,16 @@ class TurboQuantIndex:
 
     def _file(self, x: np.ndarray, first: int) -> None:
         """Put new rows in their lists (training the centroids once enough are in)."""
-        self._cell.extend(np.full(len(x), -1, np.int32))
         if self.centroids is None:
             self._pending.append(x)
-            if self._cell.n < self.train_at:
+            if self._ids.n < self.train_at:
                 return
             raw = np.concatenate(self._pending)
             self._pending = []
             self.centroids = spherical_kmeans(raw, self.lists, seed=self.seed)
-            self._members = [Column(None, np.int64) for _ in range(self.lists)]
-            x, first = raw, self._cell.n - len(raw)
+            self._members = [Column(None, np.int32) for _ in range(self.lists)]
+            x, first = raw, self._ids.n - len(raw)
         cells = np.argmax(x @ self.centroids.T, axis=1).astype(np.int32)
-        self._cell.view[first:first + len(x)] = cells
         for c in np.unique(cells):
             self._members[c].extend(first + np.flatnonzero(cells == c))
 
@@ -189,11 +189,12 @@ class TurboQuantIndex:
         for col in self.columns:
             col.keep(keep)
         self._dead = 0
-        if self.centroids is not None:
-            cells = self._cell.view
-            self._members = [Column(None, np.int64) for _ in range(self.lists)]
-            for c in np.unique(cells):
-                self._members[c].extend(np.flatnonzero(cells == c))
+        if self.centroids is not None:  # each list keeps its live rows, renumbered
+            moved = (np.cumsum(keep) - 1).astype(np.int32)
+            for m in self._members:
+                rows = m.view
+                m.keep(keep[rows])
+                m.view[:] = moved[m.view]
 
     @property
     def nbytes(self) -> int:
@@ -205,7 +206,7 @@ class TurboQuantIndex:
     def overhead_nbytes(self) -> int:
         """Bookkeeping beyond the codes: ids, tags, liveness, lists and centroids."""
         cents = self.centroids.nbytes if self.centroids is not None else 0
-        return (self._ids.nbytes + self._tags.nbytes + self._live.nbytes + self._cell.nbytes
+        return (self._ids.nbytes + self._tags.nbytes + self._live.nbytes
                 + sum(m.nbytes for m in self._members) + cents)
 
     def _scores(self, q: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
@@ -215,10 +216,15 @@ class TurboQuantIndex:
         if self._packed is not None and self._norms is not None and self._packed.n:
             packed, norms = self._packed.view, self._norms.view
             qr = self.mse.rotation.apply(q)  # rotate the query once
+            table = self._byte_centroids
             for s in range(0, n, CHUNK):
                 part = slice(s, s + CHUNK) if rows is None else rows[s:s + CHUNK]
-                idx = unpack(packed[part], self.d, self.mse.bits)
-                y = self.mse._centroids[idx]  # unit-sphere coordinates of x_hat, rotated
+                if table is not None:  # each code byte straight to its coordinates
+                    y = np.take(table, packed[part], axis=0).reshape(
+                        len(norms[part]), -1)[:, :self.d]
+                else:
+                    y = self.mse._centroids[unpack(packed[part], self.d, self.mse.bits)]
+                # y: unit-sphere coordinates of x_hat, rotated
                 out[:, s:s + CHUNK] = (qr @ y.T) * norms[part]
         if self.prod is not None and self._signs is not None and self._rnorms is not None:
             signs, rnorms = self._signs.view, self._rnorms.view
