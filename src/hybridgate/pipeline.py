@@ -208,10 +208,9 @@ class Pipeline:
                 hit = await self.cache.get(ckey) if call.cache != "no-cache" else None
                 if hit is not None:
                     return await self._from_cache(t, call, hit)
-                if self.semantic.applies(call.principal.tenant, req):
-                    probe = self.semantic.probe(call.principal.tenant, req, mode)
-                    hit = await self.semantic.lookup(probe) if call.cache != "no-cache" \
-                        else None
+                probe = self.semantic.probe(call.principal.tenant, req, mode)
+                if probe is not None and call.cache != "no-cache":
+                    hit = await self.semantic.lookup(probe)
                     if hit is not None:
                         return await self._from_cache(t, call, hit, "semantic-hit")
             if req.model in self.fanouts and isinstance(req, ChatRequest):

@@ -267,3 +267,13 @@ async def _only_questions_that_could_hit_are_embedded() -> None:
     await sc.remember(Probe("c", "q3", 7), _key(3))
     await sc.remember(Probe("c", "q4", 8), _key(4))
     assert [k[1] for k in sc.waiting] == [7, 8]
+
+
+def test_the_defaults_the_readme_names():
+    """README: similarity 0.80, margin off, 4-bit codes, an inverted file past 8,192
+    questions, 100,000 questions per process."""
+    cfg = parse_config({"tenants": [{"name": "t", "cache": "semantic"}]})
+    sc = SemanticCache(cfg, ExactCache(cfg), embedder=None)
+    assert (sc.similarity, sc.margin, sc.crowding) == (0.80, None, False)
+    assert sc.index.mse.bits == 4 and sc.index.lists > 0 and sc.index.train_at == 8192
+    assert sc.max_entries == 100_000

@@ -21,7 +21,7 @@ def recall(found, exact):
 
 # 4-bit and 2-bit codes (and prod's 4-bit part at 5 bits) decode a byte at a time
 @pytest.mark.parametrize(("method", "bits"), [("mse", 3), ("mse", 4), ("mse", 2),
-                                              ("prod", 3), ("prod", 5)])
+                                              ("prod", 3), ("prod", 5), ("prod", 1)])
 def test_scores_are_the_codes_inner_products(method, bits):
     x, q = clustered(300), clustered(5, seed=1)
     index = TurboQuantIndex(64, bits, method)

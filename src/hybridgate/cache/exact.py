@@ -34,6 +34,20 @@ _LEFT_OUT = ("stream", "stream_options", "user", "native")
 _decode = msgspec.json.Decoder(ChatResponse).decode
 
 
+def request_key(tenant: str | None, req: ChatRequest, pii_mode: str | None,
+                question: bool = True) -> str:
+    """SHA-256 of what changes the answer; ``question=False`` leaves out the last
+    message's content (the semantic tier's context: everything but the question)."""
+    doc = msgspec.to_builtins(req)
+    for name in _LEFT_OUT:
+        doc.pop(name, None)
+    if not question:
+        doc["messages"][-1]["content"] = None
+    blob = msgspec.json.encode({"tenant": tenant, "pii": pii_mode, "request": doc},
+                               order="sorted")
+    return hashlib.sha256(blob).hexdigest()
+
+
 class ExactCache:
     def __init__(self, config: Config) -> None:
         self.tenants = {t.name for t in config.tenants if t.cache}
@@ -65,12 +79,7 @@ class ExactCache:
 
     @staticmethod
     def key(tenant: str | None, req: ChatRequest, pii_mode: str | None) -> str:
-        doc = msgspec.to_builtins(req)
-        for name in _LEFT_OUT:
-            doc.pop(name, None)
-        blob = msgspec.json.encode({"tenant": tenant, "pii": pii_mode, "request": doc},
-                                   order="sorted")
-        return hashlib.sha256(blob).hexdigest()
+        return request_key(tenant, req, pii_mode)
 
     async def get(self, key: str) -> ChatResponse | None:
         try:

@@ -33,17 +33,15 @@ questions, and all of them share the answers.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
 import numpy as np
 
-from hybridgate.cache.exact import _LEFT_OUT, ExactCache
+from hybridgate.cache.exact import ExactCache, request_key
 from hybridgate.cache.verify import fingerprint
 from hybridgate.config.settings import Config
 from hybridgate.core.types import ChatRequest, ChatResponse
@@ -86,13 +84,7 @@ def question(req: ChatRequest) -> str | None:
 
 def context_key(tenant: str | None, req: ChatRequest, pii_mode: str | None) -> str:
     """The exact key of everything but the question."""
-    doc = msgspec.to_builtins(req)
-    for name in _LEFT_OUT:
-        doc.pop(name, None)
-    doc["messages"][-1]["content"] = None
-    blob = msgspec.json.encode({"tenant": tenant, "pii": pii_mode, "request": doc},
-                               order="sorted")
-    return hashlib.sha256(blob).hexdigest()
+    return request_key(tenant, req, pii_mode, question=False)
 
 
 class Entries:
@@ -169,17 +161,16 @@ class SemanticCache:
         self.next_tag = 0
         self.rows = Entries()
         self.oldest = 0  # ids are handed out in order, so the oldest live id evicts first
-        self.next_id = 0
 
-    def applies(self, tenant: str | None, req: Any) -> bool:
-        return (self.enabled and isinstance(req, ChatRequest)
-                and (tenant in self.tenants or req.model in self.groups)
-                and question(req) is not None)
-
-    def probe(self, tenant: str | None, req: ChatRequest, pii_mode: str | None) -> Probe:
-        """The question's context tag and fingerprint (cheap; no embedding yet)."""
+    def probe(self, tenant: str | None, req: Any, pii_mode: str | None) -> Probe | None:
+        """The question's context and fingerprint (cheap; no embedding yet), or None
+        where the tier does not apply (not opted in, no short last user turn)."""
+        if not (self.enabled and isinstance(req, ChatRequest)
+                and (tenant in self.tenants or req.model in self.groups)):
+            return None
         text = question(req)
-        assert text is not None
+        if text is None:
+            return None
         return Probe(context_key(tenant, req, pii_mode), text, fingerprint(text))
 
     async def _embed(self, probe: Probe) -> np.ndarray:
@@ -313,7 +304,7 @@ class SemanticCache:
             if not self.per_tag[tag]:
                 del self.per_tag[tag]
                 del self.tags[self.contexts.pop(tag)]
-        if self.index._dead > len(self.index):
+        if self.index.deleted > len(self.index):
             self.index.compact()
 
     @property

@@ -101,14 +101,14 @@ class TurboQuantIndex:
         self._rnorms = Column(None, np.float32) if self.prod else None
         self._vectors = Column(d, np.float32) if keep_vectors else None
         self._ids = Column(None, np.int64)
-        self._tags = Column(None, np.int32)  # with id, liveness, list and slot: 21 B a row
+        self._tags = Column(None, np.int32)  # with id, liveness, list slot: 17 B a row
         self._live = Column(None, np.bool_)
         self._dead = 0
         self._next_id = 0
         # a code byte's coordinates at once (bit widths dividing 8): a search's decode
         # is then one gather per byte instead of unpacking bits and a gather per index
         self._byte_centroids = (byte_table(self.mse._centroids, self.mse.bits)
-                                if 8 % self.mse.bits == 0 else None)
+                                if self.mse is not None and 8 % self.mse.bits == 0 else None)
         # the inverted file: untrained until train_at vectors (raw ones buffered till then)
         self.centroids: np.ndarray | None = None
         self._members: list[Column] = []
@@ -117,6 +117,11 @@ class TurboQuantIndex:
     def __len__(self) -> int:
         """Rows that a search can return (deleted ones excluded)."""
         return self._ids.n - self._dead
+
+    @property
+    def deleted(self) -> int:
+        """Deleted rows still held (until ``compact``)."""
+        return self._dead
 
     @property
     def columns(self) -> list[Column]:
