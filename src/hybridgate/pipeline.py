@@ -62,6 +62,7 @@ from hybridgate.observe.metrics import Metrics
 from hybridgate.observe.tracing import Tracing
 from hybridgate.providers.embeddings import EmbeddingProvider
 from hybridgate.providers.registry import Registry
+from hybridgate.providers.static_embeddings import StaticEmbedder
 from hybridgate.routing.resolve import Choice, Routes
 
 # Bodies above this size are routed (PII scan, router features) on a worker thread, so a
@@ -153,8 +154,10 @@ class Pipeline:
         self.limits = Limiter(config, ledger_url(config))
         self._background: set[asyncio.Task[None]] = set()  # settles, cache stores
         self.cache = ExactCache(config)
-        self.semantic = SemanticCache(config, self.cache, EmbeddingProvider(EmbeddingModel(
-            name="cache-embeddings", model=config.cache.embedding_model)))
+        self.semantic = SemanticCache(
+            config, self.cache, EmbeddingProvider(EmbeddingModel(
+                name="cache-embeddings", model=config.cache.embedding_model)),
+            quick=StaticEmbedder(config.cache.embedding_model))
         self.fanouts = {g.name: g for g in config.routes if g.mode == "fanout"}
         self.deadline = config.server.deadline
         self.model_deadline = {m.name: m.deadline for m in config.models}
@@ -168,12 +171,14 @@ class Pipeline:
         await self.registry.start()
         if self.semantic.enabled:
             await self.semantic.embedder.start()
+            await self.semantic.quick.start()
 
     async def close(self) -> None:
         await self.execute.close()
         await self.limits.close()
         await self.cache.close()
         await self.semantic.embedder.close()
+        await self.semantic.quick.close()
         await self.registry.close()
         await self.recorder.close()
         self.tracing.close()
@@ -213,6 +218,8 @@ class Pipeline:
                     hit = await self.semantic.lookup(probe)
                     if hit is not None:
                         return await self._from_cache(t, call, hit, "semantic-hit")
+                    if probe.skipped:
+                        self.metrics.cache_lookup("semantic-skipped")
             if req.model in self.fanouts and isinstance(req, ChatRequest):
                 return await self._fan_out(call, t, names)
             choice = await self._route(call)

@@ -130,7 +130,7 @@ def test_only_the_same_context_and_opted_in_requests_can_hit(sem_gw, fake_openai
 def _cache(**over: object) -> SemanticCache:
     cfg = parse_config({"tenants": [{"name": "t", "cache": "semantic"}],
                         "cache": {"similarity": 0.9, "margin": 0.02, **over}})
-    return SemanticCache(cfg, ExactCache(cfg), embedder=None)
+    return SemanticCache(cfg, ExactCache(cfg), embedder=None, quick=None)
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -149,12 +149,12 @@ def test_a_crowded_neighbourhood_raises_the_bar():
     sc = _cache()
     sc.add(Probe("c", "a", 1), a, _key(1))
     sim = float(q @ a)
-    assert 0.9 < sim and sc.match(Probe("c", "q", 1, q))[0] == 0  # alone: a hit
+    assert 0.9 < sim and sc.candidates(Probe("c", "q", 1, q))[0][0] == 0  # alone: yes
     sc.add(Probe("c", "b", 1), b, _key(2))  # b lands closer to a than q is
     assert float(a @ b) + 0.02 > sim
-    assert sc.match(Probe("c", "q", 1, q)) is None
-    assert sc.match(Probe("c", "q", 2, a)) is None  # a different fingerprint never hits
-    assert sc.match(Probe("other", "q", 1, a)) is None  # another context never hits
+    assert sc.candidates(Probe("c", "q", 1, q)) == []
+    assert sc.candidates(Probe("c", "q", 2, a)) == []  # another fingerprint: never
+    assert sc.candidates(Probe("other", "q", 1, a)) == []  # another context: never
 
 
 def test_size_bound_and_ttl_evict_oldest_first_and_contexts_are_forgotten(monkeypatch):
@@ -164,11 +164,12 @@ def test_size_bound_and_ttl_evict_oldest_first_and_contexts_are_forgotten(monkey
     for i, v in enumerate(vecs):
         sc.add(Probe(f"ctx{i % 2}", str(i), 0), v, _key(i))
     assert sc.rows.live <= 20 and len(sc.index) == sc.rows.live
-    assert sc.match(Probe("ctx0", "0", 0, vecs[0])) is None  # the oldest went first
-    assert sc.match(Probe("ctx1", "39", 0, vecs[39]))[0] == 39
+    assert sc.candidates(Probe("ctx0", "0", 0, vecs[0])) == []  # the oldest went first
+    assert sc.candidates(Probe("ctx1", "39", 0, vecs[39]))[0][0] == 39
+    assert sc.rows.text[39 - sc.rows.base] == "39"  # the text kept for confirmation
     clock = [time.monotonic() + 10**6]  # everything is past the TTL
     monkeypatch.setattr("hybridgate.cache.semantic.time.monotonic", lambda: clock[0])
-    assert sc.match(Probe("ctx1", "39", 0, vecs[39])) is None
+    assert sc.candidates(Probe("ctx1", "39", 0, vecs[39])) == []
     sc.add(Probe("ctx9", "new", 0), vecs[0], _key(99))
     assert sc.rows.live == 1 and set(sc.tags) == {"ctx9"}
 
@@ -204,8 +205,9 @@ async def _clear_reaches_the_semantic_tier() -> None:
     redis = "redis://127.0.0.1:6379/0"
     cfg = parse_config({"redis": redis, "tenants": [{"name": "t", "cache": "semantic"}]})
     exact = ExactCache(cfg)
-    sc = SemanticCache(cfg, exact, embedder=None)
     v = _unit(np.random.default_rng(777).standard_normal(384))
+    same = _Counting({"capital of France?": v, "France's capital?": v})
+    sc = SemanticCache(cfg, exact, embedder=same, quick=None)
     key = _key(secrets.randbits(64))
     answer = {"id": "c1", "object": "chat.completion", "created": 1, "model": "m",
               "choices": [{"index": 0, "finish_reason": "stop",
@@ -232,6 +234,11 @@ class _Counting:
         self.calls.append(list(texts))
         return np.stack([self.vectors_of[t] for t in texts])
 
+    def backlog(self) -> int:
+        return self.waiting
+
+    waiting = 0
+
 
 def test_only_questions_that_could_hit_are_embedded():
     asyncio.run(_only_questions_that_could_hit_are_embedded())
@@ -240,13 +247,15 @@ def test_only_questions_that_could_hit_are_embedded():
 async def _only_questions_that_could_hit_are_embedded() -> None:
     rng = np.random.default_rng(2468)
     a = _unit(rng.standard_normal(384))
-    vecs = {"q1": a, "q1 again": _unit(a + 0.1 * _unit(rng.standard_normal(384))),
+    near = _unit(a + 0.1 * _unit(rng.standard_normal(384)))
+    vecs = {"q1": a, "q1 again": near, "q1 twisted": near,
             "q2": _unit(rng.standard_normal(384)), "q3": _unit(rng.standard_normal(384))}
-    emb = _Counting(vecs)
+    quick = _Counting(vecs)  # static vectors: "q1 twisted" looks like q1...
+    full = _Counting({**vecs, "q1 twisted": _unit(rng.standard_normal(384))})  # ...MiniLM
     cfg = parse_config({"tenants": [{"name": "t", "cache": "semantic"}],
                         "cache": {"similarity": 0.9, "semantic_max_entries": 2}})
     exact = ExactCache(cfg)
-    sc = SemanticCache(cfg, exact, embedder=emb)
+    sc = SemanticCache(cfg, exact, embedder=full, quick=quick)
     answer = {"id": "c1", "object": "chat.completion", "created": 1, "model": "m",
               "choices": [{"index": 0, "finish_reason": "stop",
                            "message": {"role": "assistant", "content": "one"}}]}
@@ -256,13 +265,23 @@ async def _only_questions_that_could_hit_are_embedded() -> None:
     await sc.remember(Probe("c", "q1", 5), _key(1))
     assert await sc.lookup(Probe("c", "q2", 6)) is None  # another signature
     await sc.remember(Probe("c", "q2", 6), _key(2))
-    assert emb.calls == [] and len(sc.index) == 0 and len(sc.waiting) == 2
-    # the same signature again: both embedded in one call, the waiting one indexed
+    assert quick.calls == full.calls == [] and len(sc.index) == 0 and len(sc.waiting) == 2
+    # the same signature again: both get static vectors in one call, the waiting one is
+    # indexed, and MiniLM confirms the candidate
     hit = await sc.lookup(Probe("c", "q1 again", 5))
-    assert emb.calls == [["q1", "q1 again"]] and len(sc.index) == 1
+    assert quick.calls == [["q1", "q1 again"]] and len(sc.index) == 1
+    assert full.calls == [["q1 again", "q1"]]
     assert isinstance(hit, ChatResponse) and hit.choices[0].message.content == "one"
+    # statically close, but MiniLM says otherwise: a miss
+    assert await sc.lookup(Probe("c", "q1 twisted", 5)) is None
+    assert full.calls[-1] == ["q1 twisted", "q1"]
     assert await sc.lookup(Probe("other", "q1 again", 5)) is None  # other context: no
-    assert len(emb.calls) == 1
+    assert len(quick.calls) == 2 and len(full.calls) == 2
+    # MiniLM behind on other lookups: a miss at once, not a wait in its queue
+    full.waiting = 8
+    busy = Probe("c", "q1 again", 5)
+    assert await sc.lookup(busy) is None and busy.skipped and len(full.calls) == 2
+    full.waiting = 0
     # waiting questions are bounded by the size bound, oldest dropped first
     await sc.remember(Probe("c", "q3", 7), _key(3))
     await sc.remember(Probe("c", "q4", 8), _key(4))
@@ -270,10 +289,11 @@ async def _only_questions_that_could_hit_are_embedded() -> None:
 
 
 def test_the_defaults_the_readme_names():
-    """README: similarity 0.80, margin off, 4-bit codes, an inverted file past 8,192
-    questions, 100,000 questions per process."""
+    """README: prefilter 0.76, similarity 0.81, margin off, 4-bit codes, an inverted file
+    from 1,024 questions (one list per 32, up to 256), 100,000 questions per process."""
     cfg = parse_config({"tenants": [{"name": "t", "cache": "semantic"}]})
-    sc = SemanticCache(cfg, ExactCache(cfg), embedder=None)
-    assert (sc.similarity, sc.margin, sc.crowding) == (0.80, None, False)
-    assert sc.index.mse.bits == 4 and sc.index.lists > 0 and sc.index.train_at == 8192
+    sc = SemanticCache(cfg, ExactCache(cfg), embedder=None, quick=None)
+    assert (sc.prefilter, sc.similarity, sc.margin, sc.crowding) == (0.76, 0.81, None, False)
+    ix = sc.index
+    assert (ix.mse.bits, ix.lists, ix.train_at, ix.per_list) == (4, 256, 1024, 32)
     assert sc.max_entries == 100_000

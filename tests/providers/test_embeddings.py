@@ -4,6 +4,7 @@ each gets its own rows, the same as asking alone; a failure reaches every waiter
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import numpy as np
 import pytest
@@ -41,4 +42,25 @@ def test_concurrent_callers_share_one_encode():
         assert all(isinstance(r, RuntimeError) for r in results)
         await p.close()
 
+    asyncio.run(main())
+
+
+def test_backlog_counts_the_texts_waiting_behind_a_running_call():
+    async def main() -> None:
+        p = EmbeddingProvider(EmbeddingModel(name="e"))
+        await p.start()
+        encode = p._vectors
+        gate = threading.Event()
+        p._vectors = lambda ts: (gate.wait(10), encode(ts))[1]  # type: ignore[method-assign]
+        assert p.backlog() == 0
+        first = asyncio.create_task(p.vectors(["running"]))
+        await asyncio.sleep(0.05)  # the first call is in the model now
+        assert p.backlog() == 0
+        rest = [asyncio.create_task(p.vectors(t)) for t in (["a", "b", "c"], ["d", "e"])]
+        await asyncio.sleep(0)
+        assert p.backlog() == 5
+        gate.set()
+        await asyncio.gather(first, *rest)
+        assert p.backlog() == 0
+        await p.close()
     asyncio.run(main())

@@ -105,3 +105,37 @@ def test_delete_compact_and_tags(lists):
     assert found[0, 0] == 12  # ids survive the compaction
     _, found = index.search(x[2001], k=1)
     assert found[0, 0] == 2001
+
+
+def test_a_growing_inverted_file_doubles_its_lists_and_keeps_recall():
+    x, q = clustered(6000), clustered(50, seed=4)
+    flat = TurboQuantIndex(64, 4)
+    grow = TurboQuantIndex(64, 4, lists=32, train_at=150, nprobe=4, per_list=16)
+    sizes = []
+    for part in np.array_split(x, 60):  # 100 at a time
+        flat.add(part)
+        grow.add(part)
+        sizes.append(0 if grow.centroids is None else len(grow.centroids))
+    # untrained below 150 rows; then one list per 16 rows, retrained at each doubling
+    # (200 rows: 12 lists, 400: 25, 800: the most, 32)
+    assert sizes[:8] == [0, 12, 12, 25, 25, 25, 25, 32] and set(sizes[8:]) == {32}
+    assert grow._pending == []  # the raw vectors are dropped once the lists are all in
+    rows = np.sort(np.concatenate([m.view for m in grow._members]))
+    assert (rows == np.arange(6000)).all()  # every row in exactly one list
+    _, a = flat.search(q, 10)
+    _, b = grow.search(q, 10)
+    once = TurboQuantIndex(64, 4, lists=32, train_at=800, nprobe=4)  # the same last training
+    for part in np.array_split(x, 60):
+        once.add(part)
+    _, c = once.search(q, 10)
+    assert recall(b, a) > 0.85 and abs(recall(b, a) - recall(c, a)) < 0.03
+    assert len(grow._candidates(q[:1], None)) < 6000 / 2  # only the probed lists
+
+
+def test_short_lists_are_probed_until_min_rows():
+    x = clustered(2000)
+    few = TurboQuantIndex(64, 4, lists=64, train_at=2000, nprobe=2)
+    more = TurboQuantIndex(64, 4, lists=64, train_at=2000, nprobe=2, min_rows=600)
+    few.add(x)
+    more.add(x)
+    assert len(few._candidates(x[:1], None)) < 300 <= 600 <= len(more._candidates(x[:1], None))

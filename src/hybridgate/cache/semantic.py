@@ -2,33 +2,35 @@
 
 A request the exact tier missed is split in two: its *context* (everything but the text
 of the last user turn, hashed like an exact key: tenant, model or group, system prompt,
-earlier turns, tools, sampling, PII mode) and its *question* (that text). The question's
-MiniLM embedding is searched in a ``TurboQuantIndex`` among entries of the same context
-only (a row tag per context), and a candidate is a hit when
+earlier turns, tools, sampling, PII mode) and its *question* (that text). Finding a
+cached question to reuse takes two stages, the cheap one first:
 
-  1. its similarity reaches ``similarity`` or, with a ``margin`` set, the entry's own
-     threshold: the larger of ``similarity`` and the entry's *crowding* (its similarity
-     to the nearest other question cached in its context, kept up to date as questions
-     arrive) + ``margin``, since in a crowded neighbourhood closeness proves less. Both
-     are calibrated on a labelled set (bench/semantic_cache.py): there the signature
-     check did the work, and no margin raised precision, so crowding (a search per
-     question stored) is off by default;
-     and
-  2. the question's signature (``cache/verify``: numbers, units, negations, polar words,
-     code languages, names, quoted strings) equals the cached one's, which catches what
-     embeddings cannot (5 miles to km vs 5 km to miles, a question vs its negation).
+  1. *candidates*: the question's static vector (MiniLM's word pieces distilled,
+     ``providers/static_embeddings``, ~0.1 ms) is searched in a ``TurboQuantIndex``
+     among entries of the same context only (a row tag per context); an entry is a
+     candidate when its static similarity reaches ``prefilter`` (and, with a ``margin``,
+     its *crowding*, the static similarity to its nearest other cached question, plus
+     the margin) and its signature (``cache/verify``: numbers, units, negations, polar
+     words, code languages, names, quoted strings) equals the question's, which catches
+     what embeddings cannot (5 miles to km vs 5 km to miles, a question vs its negation);
+  2. *confirmation*: only when there are candidates, the full MiniLM embeds the question
+     and their texts in one call, and the most similar is a hit if it reaches
+     ``similarity``. Static vectors are a bag of word pieces ("how do I sort a list"
+     sits at 0.91 to "how do I reverse a list", MiniLM says 0.57), so they only choose
+     what MiniLM is asked about.
 
-Embedding is the tier's whole cost on a miss, so it is spent only where a hit is
-possible: a hit needs an equal signature, so a question whose signature no other cached
-question of its context shares waits unembedded (one per context and signature, within
-the size bound), and a lookup with no such neighbour answers "miss" without embedding.
-The second question of a signature embeds both (one encode call) and indexes the first.
+Embedding is the tier's cost on a miss, so it is spent only where a hit is possible: a
+question whose signature no other cached question of its context shares waits
+unembedded (one per context and signature, within the size bound), and a lookup with no
+such neighbour answers "miss" at once; one that has neighbours costs a static vector and
+a search, and MiniLM only when a neighbour comes close. Thresholds are calibrated on a
+labelled set (bench/semantic_cache.py, docs/benchmarks.md).
 
 The answer itself lives in the exact tier under the original request's key (Redis or
 memory), so a hit reads the same store, TTL and ``cache clear`` as an exact hit; an
 index entry whose answer has gone is dropped at its next hit. The index (4-bit codes,
-~200 bytes a question instead of 1,536) is per process: each replica learns its own
-questions, and all of them share the answers.
+~200 bytes a question instead of 1,536, plus the question's text for confirmation) is
+per process: each replica learns its own questions, and all of them share the answers.
 """
 
 from __future__ import annotations
@@ -52,6 +54,10 @@ log = logging.getLogger("hybridgate.cache")
 
 MAX_CHARS = 1000  # longer questions go exact-only: MiniLM reads 256 word pieces at most
 DIM = 384
+MAX_CANDIDATES = 2  # MiniLM reads the question and at most this many cached ones
+# texts already waiting for MiniLM past which a lookup is a miss instead of a wait: the
+# cache uses the model's spare time and never queues requests behind it (~2 calls)
+MAX_BACKLOG = 8
 
 
 @dataclass(slots=True)
@@ -61,7 +67,8 @@ class Probe:
     context: str  # context_key
     text: str
     print: int
-    vector: np.ndarray | None = None  # embedded when first needed
+    vector: np.ndarray | None = None  # its static vector, made when first needed
+    skipped: bool = False  # candidates went unconfirmed: MiniLM had too much waiting
 
 
 def question(req: ChatRequest) -> str | None:
@@ -90,7 +97,8 @@ def context_key(tenant: str | None, req: ChatRequest, pii_mode: str | None) -> s
 class Entries:
     """Per-question answer key (SHA-256), fingerprint, crowding (similarity to the nearest
     other question cached in its context), birth time and context tag, in
-    arrays by index id (ids run in age order from ``base``): 61 bytes a question."""
+    arrays by index id (ids run in age order from ``base``): 61 bytes a question, and its
+    text (a list) for MiniLM to read when it is a candidate."""
 
     def __init__(self) -> None:
         self.base = 0
@@ -100,9 +108,11 @@ class Entries:
         self.born = Column(None, np.float64)
         self.on = Column(None, np.bool_)  # still in the index
         self.tag = Column(None, np.int64)  # its context
+        self.text: list[str] = []  # the question, for MiniLM to confirm a candidate
         self.live = 0
 
-    def add(self, key: str, fp: int, crowd: float, born: float, tag: int) -> int:
+    def add(self, key: str, fp: int, crowd: float, born: float, tag: int, text: str) -> int:
+        self.text.append(text)
         self.key.extend(np.frombuffer(bytes.fromhex(key), np.uint8)[None, :])
         self.fp.extend(np.array([fp]))
         self.crowd.extend(np.array([crowd], np.float32))
@@ -135,21 +145,26 @@ class Entries:
             keep = np.arange(self.fp.n) >= oldest - self.base
             for col in (self.key, self.fp, self.crowd, self.born, self.on, self.tag):
                 col.keep(keep)
+            self.text = self.text[oldest - self.base:]
             self.base = oldest
 
 
 class SemanticCache:
-    def __init__(self, config: Config, exact: ExactCache, embedder: Any) -> None:
+    def __init__(self, config: Config, exact: ExactCache, embedder: Any, quick: Any) -> None:
         c = config.cache
         self.tenants = {t.name for t in config.tenants if t.cache == "semantic"}
         self.groups = {g.name for g in config.routes if g.cache == "semantic"}
         self.enabled = bool(self.tenants or self.groups)
-        self.similarity, self.margin = c.similarity, c.margin
+        self.prefilter, self.similarity, self.margin = c.prefilter, c.similarity, c.margin
         self.crowding = c.margin is not None
         self.max_entries, self.ttl = c.semantic_max_entries, c.ttl
         self.exact = exact
-        self.embedder = embedder
-        self.index = TurboQuantIndex(DIM, bits=4, lists=256, train_at=8192, nprobe=4)
+        self.quick = quick  # static vectors: every question indexed or looked up
+        self.embedder = embedder  # the full MiniLM: confirms candidates
+        # an inverted file from 1,024 questions on (one list per 32, up to 256), so a
+        # search scores 512 to ~1,600 rows at any size (4 lists probed at 100k)
+        self.index = TurboQuantIndex(DIM, bits=4, lists=256, train_at=1024, nprobe=4,
+                                     per_list=32, min_rows=512)
         # a tag per context with questions indexed (forgotten with its last question)
         self.tags: dict[str, int] = {}
         self.contexts: dict[int, str] = {}
@@ -175,25 +190,46 @@ class SemanticCache:
 
     async def _embed(self, probe: Probe) -> np.ndarray:
         if probe.vector is None:
-            probe.vector = (await self.embedder.vectors([probe.text]))[0]
+            probe.vector = (await self.quick.vectors([probe.text]))[0]
         return probe.vector
 
-    def match(self, probe: Probe) -> tuple[int, float] | None:
-        """The cached entry this (embedded) question may reuse: (id, similarity)."""
+    def candidates(self, probe: Probe) -> list[tuple[int, float]]:
+        """Cached entries this (embedded) question may reuse, closest first: (id, static
+        similarity), through the prefilter, crowding and signature."""
         tag = self.tags.get(probe.context)
         if probe.vector is None or tag is None:
-            return None
+            return []
         scores, ids = self.index.search(probe.vector, k=4, tag=tag)
-        now, r = time.monotonic(), self.rows
+        now, r, out = time.monotonic(), self.rows, []
         for s, i in zip(scores[0].tolist(), ids[0].tolist(), strict=True):
             j = i - r.base
             if now - r.born.view[j] > self.ttl:
                 continue  # its answer has expired too; evicted in order below
-            bar = self.similarity if self.margin is None else max(
-                self.similarity, float(r.crowd.view[j]) + self.margin)
+            bar = -1.0 if self.prefilter is None else self.prefilter
+            if self.margin is not None:
+                bar = max(bar, float(r.crowd.view[j]) + self.margin)
             if s >= bar and r.fp.view[j] == probe.print:
-                return i, s
-        return None
+                out.append((i, s))
+        return out
+
+    async def confirm(self, probe: Probe, cands: list[tuple[int, float]]
+                      ) -> tuple[int, float] | None:
+        """The candidate MiniLM finds closest, if it reaches ``similarity``: (id, sim).
+        With MiniLM behind on other lookups, none: a miss costs the request less than a
+        wait in that queue (the upstream answers; the metric counts it)."""
+        if not cands:
+            return None
+        if self.embedder.backlog() >= MAX_BACKLOG:
+            probe.skipped = True
+            return None
+        cands = cands[:MAX_CANDIDATES]
+        vectors = await self.embedder.vectors([probe.text] + [self.rows.text[i - self.rows.base]
+                                                              for i, _ in cands])
+        sims = vectors[1:] @ vectors[0]
+        best = int(np.argmax(sims))
+        if float(sims[best]) < self.similarity:
+            return None
+        return cands[best][0], float(sims[best])
 
     def _indexed(self, probe: Probe) -> bool:
         tag = self.tags.get(probe.context)
@@ -209,7 +245,7 @@ class SemanticCache:
             await self._embed(probe)
             return
         texts = [waiting[0]] + ([probe.text] if probe.vector is None else [])
-        vectors = await self.embedder.vectors(texts)
+        vectors = await self.quick.vectors(texts)
         if probe.vector is None:
             probe.vector = vectors[1]
         self.add(Probe(probe.context, waiting[0], probe.print), vectors[0], waiting[1],
@@ -217,11 +253,12 @@ class SemanticCache:
 
     async def lookup(self, probe: Probe) -> ChatResponse | None:
         """A verified cached answer. Costs no embedding unless a cached question of the
-        same context has the same signature (nothing else could be a hit)."""
+        same context has the same signature (nothing else could be a hit), and no MiniLM
+        unless one of those is a candidate."""
         if not self._indexed(probe) and (probe.context, probe.print) not in self.waiting:
             return None
         await self._embed_with_waiting(probe)
-        found = self.match(probe)
+        found = await self.confirm(probe, self.candidates(probe))
         if found is None:
             return None
         hit = await self.exact.get(self.rows.hexkey(found[0]))
@@ -269,7 +306,8 @@ class SemanticCache:
             crowd = max(crowd, s)
             j = i - r.base
             r.crowd.view[j] = max(float(r.crowd.view[j]), s)
-        new = r.add(key, probe.print, crowd, time.monotonic() if born is None else born, tag)
+        new = r.add(key, probe.print, crowd, time.monotonic() if born is None else born, tag,
+                    probe.text)
         self.index.add(vector, ids=np.array([new]), tags=tag)
         self.per_tag[tag] = self.per_tag.get(tag, 0) + 1
         self.per_print[tag, probe.print] = self.per_print.get((tag, probe.print), 0) + 1

@@ -238,11 +238,14 @@ class CacheConfig(Struct, kw_only=True, forbid_unknown_fields=True):
 
     ttl: Annotated[int, Meta(ge=1)] = 3600  # seconds an answer is kept
     max_entries: Annotated[int, Meta(ge=1)] = 10000  # the in-process cache (no redis:)
-    # semantic tier: a question's embedding must reach `similarity` to an entry (and,
-    # with a margin, its nearest other cached question + `margin`), and keep its
-    # numbers, names, ...
-    # (0.80 and no margin: calibrated on bench/data/cache_pairs, docs/benchmarks.md)
-    similarity: Annotated[float, Meta(ge=0, le=1)] = 0.80
+    # semantic tier: a cached question is a candidate when its static vector (MiniLM's
+    # word pieces distilled, ~0.1 ms a question) reaches `prefilter` (null: every one
+    # the search finds) and its numbers, names, ... match; the full MiniLM then confirms
+    # it at `similarity` (with a margin: the entry's nearest other cached question, in
+    # static similarity, + `margin` as well). Calibrated on bench/data/cache_pairs
+    # (docs/benchmarks.md).
+    prefilter: Annotated[float, Meta(ge=-1, le=1)] | None = 0.76
+    similarity: Annotated[float, Meta(ge=0, le=1)] = 0.81
     margin: Annotated[float, Meta(ge=-1, le=1)] | None = None  # None: crowding off
     semantic_max_entries: Annotated[int, Meta(ge=1)] = 100_000  # questions per process
     embedding_model: str = DEFAULT_EMBEDDING_MODEL  # the packaged MiniLM or a directory

@@ -87,6 +87,13 @@ class EmbeddingProvider(Provider):
                                       max_length=self.model.max_seq_length)["input_ids"]
         return self._vectors(texts), sum(len(t) for t in tokens)
 
+    def backlog(self) -> int:
+        """Texts waiting for the model's next call (0 when it is idle or just began
+        one): how long a new caller would wait, in the model's own units."""
+        if self._drainer is None or self._drainer.done():
+            return 0
+        return sum(len(texts) for texts, _ in self._waiting)
+
     async def vectors(self, texts: list[str]) -> Any:
         """(len(texts), d) unit vectors. Callers that arrive while the model is busy
         share its next call: one batch of many costs far less than many of one."""

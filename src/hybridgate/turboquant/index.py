@@ -14,6 +14,11 @@ two cores), so ``lists > 0`` adds an inverted file: once ``train_at`` vectors ar
 spherical k-means on them gives ``lists`` centroids, every vector joins its nearest
 centroid's list, and a search scores only the ``nprobe`` lists nearest the query. The
 centroids are the only trained part; the codes stay TurboQuant's, data-oblivious.
+With ``per_list`` set the file grows with the index instead of waiting for it: the first
+training gives one list per ``per_list`` rows, and each doubling of the rows retrains
+with twice the lists (from the raw vectors, buffered until ``lists`` is reached), so a
+search never scans more than about ``nprobe * 2 * per_list`` rows on the way; and
+``min_rows`` probes more lists while they are short (a small file finds less).
 
 Rows can be deleted (skipped at once, dropped by ``compact``) and carry an integer
 ``tag``; a search with ``tag=`` sees only rows with that tag (the semantic cache keeps
@@ -83,7 +88,8 @@ def spherical_kmeans(x: np.ndarray, k: int, iters: int = 10, seed: int = 0) -> n
 class TurboQuantIndex:
     def __init__(self, d: int, bits: int = 4, method: str = "mse", rotation: str = "dense",
                  keep_vectors: bool = False, seed: int = 0, lists: int = 0,
-                 train_at: int = 8192, nprobe: int = 8) -> None:
+                 train_at: int = 8192, nprobe: int = 8, per_list: int = 0,
+                 min_rows: int = 0) -> None:
         if method not in ("mse", "prod"):
             raise ValueError("method must be 'mse' or 'prod'")
         if lists and train_at < lists:
@@ -95,6 +101,8 @@ class TurboQuantIndex:
                                                                              seed)
         self.keep_vectors = keep_vectors
         self.lists, self.train_at, self.nprobe, self.seed = lists, train_at, nprobe, seed
+        self.per_list, self.min_rows = per_list, min_rows
+        self._trained_at = 0  # rows at the last training (growing file)
         self._packed = Column((d * self.mse.bits + 7) // 8, np.uint8) if self.mse else None
         self._norms = Column(None, np.float32) if self.mse else None
         self._signs = Column((d + 7) // 8, np.uint8) if self.prod else None
@@ -163,16 +171,27 @@ class TurboQuantIndex:
         return ids
 
     def _file(self, x: np.ndarray, first: int) -> None:
-        """Put new rows in their lists (training the centroids once enough are in)."""
-        if self.centroids is None:
+        """Put new rows in their lists (training the centroids once enough are in, and
+        again at each doubling while the file grows)."""
+        n = self._ids.n
+        growing = self.centroids is None or (
+            self.per_list and len(self.centroids) < self.lists)
+        if growing:
             self._pending.append(x)
-            if self._ids.n < self.train_at:
-                return
-            raw = np.concatenate(self._pending)
-            self._pending = []
-            self.centroids = spherical_kmeans(raw, self.lists, seed=self.seed)
-            self._members = [Column(None, np.int32) for _ in range(self.lists)]
-            x, first = raw, self._ids.n - len(raw)
+            if n < max(self.train_at, 2 * self._trained_at):
+                if self.centroids is None:
+                    return
+            else:
+                raw = np.concatenate(self._pending)  # every row so far, in order
+                live = raw[self._live.view]
+                k = min(self.lists, n // self.per_list) if self.per_list else self.lists
+                self.centroids = spherical_kmeans(live, max(1, min(k, len(live))),
+                                                  seed=self.seed)
+                self._members = [Column(None, np.int32) for _ in range(len(self.centroids))]
+                self._trained_at = n
+                self._pending = [raw] if len(self.centroids) < self.lists else []
+                x, first = raw, 0
+        assert self.centroids is not None
         cells = np.argmax(x @ self.centroids.T, axis=1).astype(np.int32)
         for c in np.unique(cells):
             self._members[c].extend(first + np.flatnonzero(cells == c))
@@ -189,7 +208,7 @@ class TurboQuantIndex:
         if not self._dead:
             return
         keep = self._live.view.copy()
-        if self._pending:  # untrained: the buffered raw vectors follow the rows
+        if self._pending:  # untrained or growing: the buffered raw vectors follow the rows
             self._pending = [np.concatenate(self._pending)[keep]]
         for col in self.columns:
             col.keep(keep)
@@ -243,7 +262,10 @@ class TurboQuantIndex:
     def _candidates(self, q: np.ndarray, tag: int | None) -> np.ndarray | None:
         """Row positions worth scoring for one query; None: every row."""
         if self.centroids is not None:
-            near = np.argsort(-(q[0] @ self.centroids.T))[:self.nprobe]
+            # nprobe lists, or more where lists are short: at least ~min_rows rows
+            probes = max(self.nprobe, -(-self.min_rows * len(self.centroids)
+                                        // max(len(self), 1)))
+            near = np.argsort(-(q[0] @ self.centroids.T))[:probes]
             rows = np.concatenate([self._members[c].view for c in near])
         elif tag is None and not self._dead:
             return None
