@@ -282,6 +282,12 @@ async def _only_questions_that_could_hit_are_embedded() -> None:
     busy = Probe("c", "q1 again", 5)
     assert await sc.lookup(busy) is None and busy.skipped and len(full.calls) == 2
     full.waiting = 0
+
+    async def broken(texts: list[str]) -> np.ndarray:
+        raise RuntimeError("the model went away")
+    full.vectors = broken  # type: ignore[method-assign]
+    failed = Probe("c", "q1 again", 5)
+    assert await sc.lookup(failed) is None and failed.skipped  # a failure is a miss
     # waiting questions are bounded by the size bound, oldest dropped first
     await sc.remember(Probe("c", "q3", 7), _key(3))
     await sc.remember(Probe("c", "q4", 8), _key(4))

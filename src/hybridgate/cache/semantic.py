@@ -68,7 +68,7 @@ class Probe:
     text: str
     print: int
     vector: np.ndarray | None = None  # its static vector, made when first needed
-    skipped: bool = False  # candidates went unconfirmed: MiniLM had too much waiting
+    skipped: bool = False  # candidates went unconfirmed: MiniLM was too busy, or failed
 
 
 def question(req: ChatRequest) -> str | None:
@@ -223,8 +223,13 @@ class SemanticCache:
             probe.skipped = True
             return None
         cands = cands[:MAX_CANDIDATES]
-        vectors = await self.embedder.vectors([probe.text] + [self.rows.text[i - self.rows.base]
-                                                              for i, _ in cands])
+        texts = [probe.text] + [self.rows.text[i - self.rows.base] for i, _ in cands]
+        try:
+            vectors = await self.embedder.vectors(texts)
+        except Exception as e:  # noqa: BLE001 - a cache that fails is a miss
+            log.warning("cache: MiniLM failed (%s); answering from upstream", type(e).__name__)
+            probe.skipped = True
+            return None
         sims = vectors[1:] @ vectors[0]
         best = int(np.argmax(sims))
         if float(sims[best]) < self.similarity:

@@ -94,8 +94,9 @@ class Metrics:
                                  "budget left this period (spend and holds in Redis), USD",
                                  ["scope"], registry=r, multiprocess_mode="mostrecent")
         self.cache = Counter("hybridgate_cache_lookups", "Answer-cache lookups by result "
-                             "(hit, semantic-hit, miss; semantic-skipped: a semantic lookup left "
-                             "unconfirmed because MiniLM was busy)", ["result"], registry=r)
+                             "(hit, semantic-hit, miss; semantic-skipped: a semantic lookup "
+                             "left unconfirmed because MiniLM was busy or failed)", ["result"],
+                             registry=r)
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
