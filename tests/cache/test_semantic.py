@@ -272,13 +272,19 @@ async def _only_questions_that_could_hit_are_embedded() -> None:
     assert quick.calls == [["q1", "q1 again"]] and len(sc.index) == 1
     assert full.calls == [["q1 again", "q1"]]
     assert isinstance(hit, ChatResponse) and hit.choices[0].message.content == "one"
-    # statically close, but MiniLM says otherwise: a miss
-    assert await sc.lookup(Probe("c", "q1 twisted", 5)) is None
-    assert full.calls[-1] == ["q1 twisted", "q1"]
+    # statically close, but MiniLM says otherwise: a miss; q1 is not read again (its
+    # MiniLM vector is kept from the first confirmation)
+    twisted = Probe("c", "q1 twisted", 5)
+    assert await sc.lookup(twisted) is None
+    assert full.calls[-1] == ["q1 twisted"]
+    await sc.remember(twisted, _key(9))  # stored with the MiniLM vector it already has
+    assert len(sc.rows.full) == 2 and len(quick.calls) == 2 and len(full.calls) == 2
+    sc._forget([max(sc.rows.full)])  # forgotten with its question
+    assert len(sc.rows.full) == 1
     assert await sc.lookup(Probe("other", "q1 again", 5)) is None  # other context: no
     assert len(quick.calls) == 2 and len(full.calls) == 2
     # MiniLM behind on other lookups: a miss at once, not a wait in its queue
-    full.waiting = 8
+    full.waiting = 1  # (a text waiting behind the running call)
     busy = Probe("c", "q1 again", 5)
     assert await sc.lookup(busy) is None and busy.skipped and len(full.calls) == 2
     full.waiting = 0
