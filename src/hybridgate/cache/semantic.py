@@ -6,7 +6,7 @@ earlier turns, tools, sampling, PII mode) and its *question* (that text). Findin
 cached question to reuse takes two stages, the cheap one first:
 
   1. *candidates*: the question's static vector (MiniLM's word pieces distilled,
-     ``providers/static_embeddings``, ~0.1 ms) is searched in a ``TurboQuantIndex``
+     ``providers/static_embeddings``, ~0.2 ms) is searched in a ``TurboQuantIndex``
      among entries of the same context only (a row tag per context); an entry is a
      candidate when its static similarity reaches ``prefilter`` (and, with a ``margin``,
      its *crowding*, the static similarity to its nearest other cached question, plus
@@ -207,11 +207,12 @@ class SemanticCache:
             return []
         scores, ids = self.index.search(probe.vector, k=4, tag=tag)
         now, r, out = time.monotonic(), self.rows, []
+        floor = -1.0 if self.prefilter is None else self.prefilter
         for s, i in zip(scores[0].tolist(), ids[0].tolist(), strict=True):
             j = i - r.base
             if now - r.born.view[j] > self.ttl:
                 continue  # its answer has expired too; evicted in order below
-            bar = -1.0 if self.prefilter is None else self.prefilter
+            bar = floor
             if self.margin is not None:
                 bar = max(bar, float(r.crowd.view[j]) + self.margin)
             if s >= bar and r.fp.view[j] == probe.print:
@@ -241,12 +242,12 @@ class SemanticCache:
             return None
         if probe.full is None:
             probe.full, vectors = vectors[0], vectors[1:]
-        for i, v in zip(new, vectors, strict=True):
+        fresh = dict(zip(new, vectors, strict=True))
+        for i, v in fresh.items():
             if r.alive(i):  # (it may have been evicted while MiniLM ran)
                 r.full[i] = v.astype(np.float16)
-        known = np.stack([r.full[i] if i in r.full else vectors[new.index(i)]
-                          for i, _ in cands]).astype(np.float32)
-        sims = known @ probe.full
+        sims = np.stack([fresh[i] if i in fresh else r.full[i] for i, _ in cands]
+                        ).astype(np.float32) @ probe.full
         best = int(np.argmax(sims))
         if float(sims[best]) < self.similarity:
             return None

@@ -239,7 +239,7 @@ class CacheConfig(Struct, kw_only=True, forbid_unknown_fields=True):
     ttl: Annotated[int, Meta(ge=1)] = 3600  # seconds an answer is kept
     max_entries: Annotated[int, Meta(ge=1)] = 10000  # the in-process cache (no redis:)
     # semantic tier: a cached question is a candidate when its static vector (MiniLM's
-    # word pieces distilled, ~0.1 ms a question) reaches `prefilter` (null: every one
+    # word pieces distilled, ~0.2 ms a question) reaches `prefilter` (null: every one
     # the search finds) and its numbers, names, ... match; the full MiniLM then confirms
     # it at `similarity` (with a margin: the entry's nearest other cached question, in
     # static similarity, + `margin` as well). Calibrated on bench/data/cache_pairs

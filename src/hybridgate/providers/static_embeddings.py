@@ -6,9 +6,10 @@ van Dongen, 2024) keeps most of what the cache needs for about 1/200 of the time
 each of the model's word pieces through it alone (``[CLS] piece [SEP]``, mean-pooled as
 MiniLM pools a sentence), centre the table, weight each piece by SIF (``a / (a + p)``,
 ``p`` its Zipf probability from its rank, since WordPiece vocabularies are ordered by
-frequency), and embed a sentence as the mean of its pieces' rows. The full model's
-extra recall is measured in docs/benchmarks.md; precision comes from the signature check
-either way. (The ``model2vec`` package itself pins transformers < 5.4, below ours.)
+frequency), and embed a sentence as the mean of its pieces' rows. A bag of pieces
+cannot tell "sort a list" from "reverse a list", so the cache only picks candidates with
+these vectors and asks the full model to confirm them (docs/benchmarks.md). (The
+``model2vec`` package itself pins transformers < 5.4, below ours.)
 
 The table is distilled once per model (~30 s on two cores) and kept under
 ``$HYBRIDGATE_HOME/embeddings``, named by the weights' digest, so later starts load it.
@@ -111,10 +112,6 @@ class StaticEmbedder:
     async def close(self) -> None:
         self.table = None
 
-    @property
-    def ready(self) -> bool:
-        return self.table is not None
-
     def encode(self, texts: list[str]) -> np.ndarray:
         """(len(texts), d) unit vectors (a text with no pieces gets zeros)."""
         assert self.table is not None, "StaticEmbedder.load() first"
@@ -130,5 +127,5 @@ class StaticEmbedder:
 
     async def vectors(self, texts: list[str]) -> np.ndarray:
         """The cache's embedder interface. In-line on the event loop: the cache's
-        questions are at most 1,000 characters, ~0.1 ms."""
+        questions are at most 1,000 characters, ~0.2 ms."""
         return self.encode(texts)

@@ -173,28 +173,29 @@ class TurboQuantIndex:
     def _file(self, x: np.ndarray, first: int) -> None:
         """Put new rows in their lists (training the centroids once enough are in, and
         again at each doubling while the file grows)."""
-        n = self._ids.n
-        growing = self.centroids is None or (
-            self.per_list and len(self.centroids) < self.lists)
-        if growing:
+        if self.centroids is None or (self.per_list and len(self.centroids) < self.lists):
             self._pending.append(x)
-            if n < max(self.train_at, 2 * self._trained_at):
-                if self.centroids is None:
-                    return
-            else:
-                raw = np.concatenate(self._pending)  # every row so far, in order
-                live = raw[self._live.view]
-                k = min(self.lists, n // self.per_list) if self.per_list else self.lists
-                self.centroids = spherical_kmeans(live, max(1, min(k, len(live))),
-                                                  seed=self.seed)
-                self._members = [Column(None, np.int32) for _ in range(len(self.centroids))]
-                self._trained_at = n
-                self._pending = [raw] if len(self.centroids) < self.lists else []
-                x, first = raw, 0
+            if self._ids.n >= max(self.train_at, 2 * self._trained_at):
+                x, first = self._train(), 0  # every row is filed anew
+            elif self.centroids is None:
+                return
         assert self.centroids is not None
         cells = np.argmax(x @ self.centroids.T, axis=1).astype(np.int32)
         for c in np.unique(cells):
             self._members[c].extend(first + np.flatnonzero(cells == c))
+
+    def _train(self) -> np.ndarray:
+        """New centroids from the live buffered rows; returns every buffered row (all
+        rows so far, in order), kept while the file has lists still to grow."""
+        raw = np.concatenate(self._pending)
+        live = raw[self._live.view]
+        n = self._ids.n
+        k = min(self.lists, n // self.per_list) if self.per_list else self.lists
+        self.centroids = spherical_kmeans(live, max(1, min(k, len(live))), seed=self.seed)
+        self._members = [Column(None, np.int32) for _ in range(len(self.centroids))]
+        self._trained_at = n
+        self._pending = [raw] if len(self.centroids) < self.lists else []
+        return raw
 
     def delete(self, ids: np.ndarray | list[int]) -> int:
         """Hide rows from every later search; returns how many were live."""
