@@ -9,12 +9,15 @@ hybridgate with the features switched on one at a time.
     full-nometrics  full with ``server.metrics: false``: what counting costs
     full-noaudit    full with the audit log off (``ledger.audit.enabled: false``)
     full+limits     full with a tenant budget and rate limits in Redis (never reached)
+    full+pii        full with the tenant's ``pii: detect``, identifiers only
+                    (``pii_names: false``)
+    full+pii-names  full with ``pii: detect`` and the names model (the default)
 
 With ``direct`` (the fake upstream) and ``passthrough`` (bench/passthrough.py, the
 Starlette + aiohttp floor) beside them. wrk, alternating targets, medians of rounds.
 
     python bench/feature_costs.py [--seconds 3] [--rounds 2] [--conns 1,100] [--stream]
-                                  [--workers N]
+                                  [--workers N] [--only full,full+pii]
 """
 
 from __future__ import annotations
@@ -43,7 +46,17 @@ def configs(upstream: str, ledger_db: Path) -> dict[str, str]:
             "full-nometrics": full_config(upstream, ledger_db.with_name("ledger-nm.db"))
             + "server: {metrics: false}\n",
             "full-noaudit": _no_audit(full_config(upstream, ledger_db.with_name("l-na.db"))),
-            "full+limits": _limited(full_config(upstream, ledger_db.with_name("l-lim.db")))}
+            "full+limits": _limited(full_config(upstream, ledger_db.with_name("l-lim.db"))),
+            "full+pii": _pii(full_config(upstream, ledger_db.with_name("l-pii.db")))
+            + "pii_names: false\n",
+            "full+pii-names": _pii(full_config(upstream, ledger_db.with_name("l-piin.db")))}
+
+
+def _pii(cfg: str) -> str:
+    """The same config with the tenant's requests under ``pii: detect`` (counted in the
+    audit record; the bench prompt is a short sentence with nothing personal in it)."""
+    return cfg.replace("{name: team, models: [bench, cheap]}",
+                       "{name: team, models: [bench, cheap], pii: detect}", 1)
 
 
 def _limited(cfg: str) -> str:
@@ -67,7 +80,9 @@ def main() -> None:
     ap.add_argument("--conns", default="1,100")
     ap.add_argument("--stream", action="store_true")
     ap.add_argument("--workers", type=int, default=1, help="worker processes per gateway")
+    ap.add_argument("--only", help="comma-separated targets (default: all)")
     args = ap.parse_args()
+    only = set(args.only.split(",")) if args.only else None
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")
     tmp = Path(tempfile.mkdtemp(prefix="hg-features-"))
@@ -75,7 +90,9 @@ def main() -> None:
     up = f"http://127.0.0.1:{ports['direct']}"
     fake, passthrough = start_floor(ports["direct"], ports["passthrough"])
     procs = {"direct": fake, "passthrough": passthrough}
-    for name, text in configs(up, tmp / "ledger.db").items():
+    chosen = {n: t for n, t in configs(up, tmp / "ledger.db").items()
+              if only is None or n in only}
+    for name, text in chosen.items():
         cfg = tmp / f"{name.strip('+').replace('+', '-')}.yaml"
         cfg.write_text(text)
         ports[name] = free_port()
@@ -83,7 +100,7 @@ def main() -> None:
                                     args.workers)
     try:
         wait_http(f"http://127.0.0.1:{ports['passthrough']}/", 30)
-        for name in configs(up, tmp).keys():
+        for name in chosen:
             wait_http(f"http://127.0.0.1:{ports[name]}/healthz", 60)
         targets = {n: (f"http://127.0.0.1:{p}/v1/chat/completions",
                        script("auto" if "router" in n or n.startswith("full") else "bench",

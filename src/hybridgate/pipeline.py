@@ -55,6 +55,7 @@ from hybridgate.execute import Executor, Plan
 from hybridgate.execute.fanout import ask_members, raw_response, synthesis_request
 from hybridgate.gate.auth import KeyTable, Principal
 from hybridgate.gate.limits import Limiter
+from hybridgate.guard.names import load as load_names_model
 from hybridgate.guard.scrub import Pseudonyms, count, stricter
 from hybridgate.ledger.recorder import Costs, Recorder, StreamRecord, Tracker, ledger_url
 from hybridgate.ledger.stored import Keeper
@@ -68,6 +69,7 @@ from hybridgate.routing.resolve import Choice, Routes
 # Bodies above this size are routed (PII scan, router features) on a worker thread, so a
 # large or adversarial prompt never holds the event loop; small ones stay inline (cheap).
 OFFLOOP_BYTES = 64 * 1024
+NAMES_OFFLOOP_BYTES = 4 * 1024  # the names model reads ~60 kB/s: past this, off the loop
 DEFAULT_OUTPUT = 4096  # a request's output limit, for its budget hold, when none is known
 
 Request = ChatRequest | CompletionRequest | EmbeddingRequest
@@ -165,8 +167,12 @@ class Pipeline:
                             if hasattr(m, "default_max_tokens")}
         self.pii_modes = {**{f"tenant:{x.name}": x.pii for x in config.tenants if x.pii},
                           **{f"group:{g.name}": g.pii for g in config.routes if g.pii}}
+        self.pii_names = config.pii_names and any(
+            m != "off" for m in self.pii_modes.values())
 
     async def start(self) -> None:
+        if self.pii_names:
+            await asyncio.to_thread(load_names_model)  # not on the first request
         await self.recorder.start()
         await self.registry.start()
         if self.semantic.enabled:
@@ -292,15 +298,16 @@ class Pipeline:
         """A chat request under its ``pii:`` mode (large bodies scanned on a worker
         thread)."""
         req = call.request
-        big = call.size > OFFLOOP_BYTES
-        names = None
+        big = call.size > (NAMES_OFFLOOP_BYTES if self.pii_names else OFFLOOP_BYTES)
+        found = None
         if mode in ("redact", "pseudonymize"):
-            names = Pseudonyms(mode)
-            call.request = await asyncio.to_thread(names.request, req) if big \
-                else names.request(req)
-            counts = names.counts
+            found = Pseudonyms(mode, self.pii_names)
+            call.request = await asyncio.to_thread(found.request, req) if big \
+                else found.request(req)
+            counts = found.counts
         else:
-            counts = await asyncio.to_thread(count, req) if big else count(req)
+            counts = await asyncio.to_thread(count, req, self.pii_names) if big \
+                else count(req, self.pii_names)
         if t.policy is not None:
             t.policy["pii_mode"] = mode
             t.policy["pii"] = dict(sorted(counts.items()))
@@ -310,7 +317,7 @@ class Pipeline:
                                  "tenant's policy does not let leave", code="pii_blocked")
         if counts and mode == "local":
             call.local_only = True  # served as if tagged x-hybridgate-residency: local
-        return names if names is not None and names.counts else None
+        return found if found is not None and found.counts else None
 
     # ------------------------------------------------------------------ 4c. cache
 

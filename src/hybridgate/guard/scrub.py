@@ -49,16 +49,17 @@ def stricter(*modes: str | None) -> str | None:
     return max(found, key=STRICTNESS.__getitem__) if found else None
 
 
-def count(req: ChatRequest) -> Counter[str]:
+def count(req: ChatRequest, names: bool = False) -> Counter[str]:
     """How many of each kind of personal data the request would send out."""
-    return Counter(f.kind for f in find(outbound_text(req)))
+    return Counter(f.kind for f in find(outbound_text(req), names))
 
 
 class Pseudonyms:
     """One request's values and their placeholders."""
 
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, names: bool = False) -> None:
         self.mode = mode  # "redact" | "pseudonymize"
+        self.names = names  # people's, places' and organisations' names too
         self.token: dict[str, str] = {}  # value -> placeholder
         self.value: dict[str, str] = {}  # placeholder -> value
         self.counts: Counter[str] = Counter()
@@ -75,7 +76,7 @@ class Pseudonyms:
         return tok
 
     def scrub(self, text: str) -> str:
-        found = find(text)
+        found = find(text, self.names)
         if not found:
             return text
         out, at = [], 0

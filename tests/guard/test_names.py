@@ -1,0 +1,85 @@
+"""Names of people, places and organisations: the shipped model finds them in sentences
+it was not trained on, leaves ordinary requests alone, reads hostile input in bounded
+pieces (linear time), and yields to the identifier patterns where both claim a span."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from hybridgate.guard import names
+from hybridgate.guard.pii import find
+
+# Written for this test, unlike any training template (bench/data/names_templates.txt).
+NAMED = [
+    ("Could you forward the minutes to Ingrid Halvorsen before noon?",
+     {("PERSON", "Ingrid Halvorsen")}),
+    ("Our auditor, Tomasz Wieczorek, flagged two invoices last quarter.",
+     {("PERSON", "Tomasz Wieczorek")}),
+    ("Kenji Watanabe will fly from Osaka to Toronto on the 4th.",
+     {("PERSON", "Kenji Watanabe"), ("LOCATION", "Osaka"), ("LOCATION", "Toronto")}),
+]
+PLAIN = [
+    "Write a Python function that merges two sorted lists.",
+    "Explain the difference between a mutex and a semaphore.",
+    "What are the main causes of inflation? Answer in three bullet points.",
+]
+
+
+@pytest.mark.parametrize(("text", "want"), NAMED)
+def test_names_in_sentences_it_never_saw(text, want):
+    got = {(f.kind, f.value) for f in find(text, names=True)}
+    assert want <= got, got
+
+
+@pytest.mark.parametrize("text", PLAIN)
+def test_ordinary_requests_have_no_names(text):
+    assert find(text, names=True) == []
+
+
+@pytest.mark.xfail(reason="a language or nationality is sometimes taken for a place: "
+                          "over-redaction (harmless to privacy, shown in docs/benchmarks.md)")
+def test_a_language_is_not_a_place():
+    assert find("Translate 'good evening' into Italian.", names=True) == []
+
+
+def test_names_only_when_asked():
+    assert find(NAMED[0][0]) == []
+
+
+def test_an_identifier_keeps_its_span():
+    found = find("Mail ingrid.halvorsen@example.com, Ingrid Halvorsen's address.", names=True)
+    kinds = [(f.kind, f.value) for f in found]
+    assert ("EMAIL_ADDRESS", "ingrid.halvorsen@example.com") in kinds
+    assert all(not (k == "PERSON" and "@" in v) for k, v in kinds)
+
+
+def test_pieces_cover_the_text_in_bounded_cuts_at_spaces():
+    text = ("word " * 900) + ("x" * 5000) + "\n" + ("tail " * 10)
+    got = list(names.pieces(text))
+    assert "".join(p for _, p in got) == text
+    assert all(len(p) <= names.PIECE for _, p in got)
+    assert all(text[off:off + len(p)] == p for off, p in got)
+    assert got[0][1].endswith(" ")  # cut after a space, not inside a word
+
+
+@pytest.mark.parametrize("shape", ["Ab " * 333_334, "a" * 1_000_000, "(" * 1_000_000,
+                                   "Mr. " * 250_000])
+def test_a_hostile_megabyte_is_read_in_linear_time(shape):
+    names.load()
+    t0 = time.perf_counter()
+    find(shape[:100_000], names=True)
+    small = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    find(shape, names=True)
+    big = time.perf_counter() - t0
+    assert big < 60 and big < 10 * 2.5 * max(small, 0.02), (small, big)
+
+
+def test_a_piece_seen_before_gives_the_same_names_at_its_new_offset():
+    text = NAMED[2][0]
+    first = find(text, names=True)
+    again = find("Note:\n" + text, names=True)  # the same line, now a later piece
+    assert [(f.kind, f.value) for f in again] == [(f.kind, f.value) for f in first]
+    assert all(("Note:\n" + text)[f.start:f.end] == f.value for f in again)
