@@ -83,3 +83,10 @@ def test_a_piece_seen_before_gives_the_same_names_at_its_new_offset():
     again = find("Note:\n" + text, names=True)  # the same line, now a later piece
     assert [(f.kind, f.value) for f in again] == [(f.kind, f.value) for f in first]
     assert all(("Note:\n" + text)[f.start:f.end] == f.value for f in again)
+
+
+def test_once_a_person_is_found_their_other_mentions_are_too():
+    text = "Ask Ingrid Halvorsen about it; Ingrid said yes, and Halvorsen agreed."
+    got = [(f.kind, f.value) for f in find(text, names=True)]
+    assert got == [("PERSON", "Ingrid Halvorsen"), ("PERSON", "Ingrid"),
+                   ("PERSON", "Halvorsen")], got

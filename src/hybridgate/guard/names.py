@@ -74,6 +74,35 @@ def find(text: str) -> list[tuple[str, int, int]]:
     out = []
     for off, p in parts:
         out += [(k, off + a, off + b) for k, a, b in known[p]]
+    return _with_echoes(text, out) if out else out
+
+
+ECHOES = 64  # distinct words of people's names looked for again, per text
+_NAME_WORD = re.compile(r"[^\W\d_][\w'-]{2,}")
+_NOT_NAMES = frozenset({"Mr", "Mrs", "Ms", "Miss", "Dr", "Prof", "Sir", "Dear", "The"})
+
+
+def _with_echoes(text: str, found: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+    """``found`` and the other mentions of each person in it: once "Nicklas A Olsen" is
+    a name, so is "Nicklas" or "Olsen" anywhere else in the text (the model misses a
+    lone first name in an odd place far more often than a full one). Disjoint, in
+    order; one pass over the text for at most ``ECHOES`` words."""
+    words: dict[str, None] = {}
+    for kind, a, b in found:
+        if kind == "PERSON":
+            for w in _NAME_WORD.findall(text, a, b):
+                if w[0].isupper() and w not in _NOT_NAMES and len(words) < ECHOES:
+                    words[w] = None
+    spans = list(found)
+    if words:
+        alts = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+        spans += [("PERSON", m.start(), m.end())
+                  for m in re.finditer(rf"(?<![\w'-])(?:{alts})(?![\w'-])", text)]
+    spans.sort(key=lambda s: (s[1], -s[2]))
+    out: list[tuple[str, int, int]] = []
+    for s in spans:
+        if not out or s[1] >= out[-1][2]:
+            out.append(s)
     return out
 
 
