@@ -90,3 +90,20 @@ def test_once_a_person_is_found_their_other_mentions_are_too():
     got = [(f.kind, f.value) for f in find(text, names=True)]
     assert got == [("PERSON", "Ingrid Halvorsen"), ("PERSON", "Ingrid"),
                    ("PERSON", "Halvorsen")], got
+
+
+def test_a_remembered_piece_is_not_read_by_the_model_again(monkeypatch):
+    text = "Please book a table for Rosalind Okonkwo-Baptiste at eight."
+    first = find(text, names=True)
+
+    def no_model():  # noqa: ANN202
+        raise AssertionError("the model read a piece it had already read")
+
+    monkeypatch.setattr(names, "_model", no_model)
+    assert find(text, names=True) == first
+
+
+def test_an_escaped_line_break_separates_a_name_from_the_next_line():
+    text = r'{"note": "Signed,\nIngrid Halvorsen\nAccounts"}'
+    assert ("PERSON", "Ingrid Halvorsen") in {(f.kind, f.value)
+                                              for f in find(text, names=True)}

@@ -66,3 +66,7 @@ def test_outbound_text_covers_everything_that_leaves():
     for piece in ("sys@example.org", "one@example.org", "arg@example.org", "078-05-1120"):
         assert piece in text
     assert detect("last turn, clean") is None and detect(text) == "email"
+
+
+def test_residency_routes_on_identifiers_not_names():
+    assert detect("Please forward the minutes to Ingrid Halvorsen in Oslo.") is None

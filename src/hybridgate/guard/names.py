@@ -59,14 +59,13 @@ def pieces(text: str, size: int = PIECE) -> Iterator[tuple[int, str]]:
 
 def find(text: str) -> list[tuple[str, int, int]]:
     """Every name in ``text`` as (kind, start, end), in order. Pieces seen lately are not
-    read again: a chat resends its whole history (and its system prompt) every turn."""
+    read again: a chat resends its whole history (and its system prompt) every turn.
+    ``guard.pii.find`` hands it the text with escaped line breaks already made real."""
     parts = [(off, p) for off, p in pieces(text) if _LETTER.search(p)]
     known = {p: e for _, p in parts if (e := _seen.get(p)) is not None}
     fresh = [p for p in dict.fromkeys(p for _, p in parts) if p not in known]
     if fresh:
-        # An escaped line break ("\\n" inside a JSON string or code) reads as a break;
-        # the same length, so the offsets still point into the text.
-        docs = _model().pipe(p.replace("\\n", " \n") for p in fresh)
+        docs = _model().pipe(fresh)
         for p, doc in zip(fresh, docs, strict=True):
             known[p] = tuple((e.label_, e.start_char, e.end_char) for e in doc.ents
                              if e.label_ in KINDS)

@@ -148,7 +148,7 @@ def find(text: str, names: bool = False) -> list[Found]:
                  for m in pattern.finditer(scan) if valid is None or valid(m))
         taken = _add(taken, found)
     if names:
-        taken = _add(taken, (Found(k, a, b, text[a:b]) for k, a, b in find_names(text)))
+        taken = _add(taken, (Found(k, a, b, text[a:b]) for k, a, b in find_names(scan)))
     return taken
 
 
