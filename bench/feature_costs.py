@@ -11,13 +11,15 @@ hybridgate with the features switched on one at a time.
     full+limits     full with a tenant budget and rate limits in Redis (never reached)
     full+pii        full with the tenant's ``pii: detect``, identifiers only
                     (``pii_names: false``)
-    full+pii-names  full with ``pii: detect`` and the names model (the default)
+    full+pii-names  full with ``pii: detect`` and the names model (the default reader,
+                    the encoder)
+    full+pii-small  the same with ``pii_names_model: small`` (the spaCy model)
 
 With ``direct`` (the fake upstream) and ``passthrough`` (bench/passthrough.py, the
 Starlette + aiohttp floor) beside them. wrk, alternating targets, medians of rounds.
 
     python bench/feature_costs.py [--seconds 3] [--rounds 2] [--conns 1,100] [--stream]
-                                  [--workers N] [--only full,full+pii]
+                                  [--workers N] [--only full,full+pii] [--fresh]
 """
 
 from __future__ import annotations
@@ -49,7 +51,9 @@ def configs(upstream: str, ledger_db: Path) -> dict[str, str]:
             "full+limits": _limited(full_config(upstream, ledger_db.with_name("l-lim.db"))),
             "full+pii": _pii(full_config(upstream, ledger_db.with_name("l-pii.db")))
             + "pii_names: false\n",
-            "full+pii-names": _pii(full_config(upstream, ledger_db.with_name("l-piin.db")))}
+            "full+pii-names": _pii(full_config(upstream, ledger_db.with_name("l-piin.db"))),
+            "full+pii-small": _pii(full_config(upstream, ledger_db.with_name("l-pis.db")))
+            + "pii_names_model: small\n"}
 
 
 def _pii(cfg: str) -> str:
@@ -79,6 +83,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--conns", default="1,100")
     ap.add_argument("--stream", action="store_true")
+    ap.add_argument("--fresh", action="store_true",
+                    help="a new prompt every request (nothing is remembered from before)")
     ap.add_argument("--workers", type=int, default=1, help="worker processes per gateway")
     ap.add_argument("--only", help="comma-separated targets (default: all)")
     args = ap.parse_args()
@@ -104,7 +110,7 @@ def main() -> None:
             wait_http(f"http://127.0.0.1:{ports[name]}/healthz", 60)
         targets = {n: (f"http://127.0.0.1:{p}/v1/chat/completions",
                        script("auto" if "router" in n or n.startswith("full") else "bench",
-                              args.stream))
+                              args.stream, args.fresh))
                    for n, p in ports.items()}
         run_table(targets, [int(c) for c in args.conns.split(",")], args.seconds,
                   args.rounds, "streaming" if args.stream else "non-streaming",

@@ -46,9 +46,9 @@ MASTER_KEY = "sk-bench-master-key"
 PROMPT = "Hello there! What is the capital of France and why is it famous?"
 
 
-def script(model: str, stream: bool) -> str:
+def script(model: str, stream: bool, fresh: bool = False) -> str:
     """The benchmark's request, with the key every keyed target accepts."""
-    return wrk_script(stream, model, MASTER_KEY, PROMPT)
+    return wrk_script(stream, model, MASTER_KEY, PROMPT, fresh)
 
 
 def hg_config(upstream: str, ledger_db: Path | None = None, key: bool = False,

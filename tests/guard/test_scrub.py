@@ -177,6 +177,32 @@ def test_pii_names_false_finds_identifiers_only():
         "Ingrid Halvorsen, <EMAIL_ADDRESS>"
 
 
+def test_the_names_model_is_chosen_in_config():
+    import asyncio
+
+    from hybridgate.config.settings import ConfigError
+    from hybridgate.guard import names
+    from hybridgate.pipeline import Pipeline
+
+    base = {"tenants": [{"name": "t", "pii": "redact"}], "ledger": {"enabled": False},
+            "models": [{"name": "gpt-fake", "provider": "openai", "api_key": OPENAI_KEY,
+                        "base_url": "http://127.0.0.1:9/v1"}]}
+    assert Pipeline(parse_config(base)).names_reader == "encoder"  # the default
+    small = Pipeline(parse_config({**base, "pii_names_model": "small"}))
+
+    async def start_and_close() -> None:
+        await small.start()
+        await small.close()
+
+    try:
+        asyncio.run(start_and_close())
+        assert names._reader == "small"
+    finally:
+        names.use("encoder")
+    with pytest.raises(ConfigError, match="pii_names_model"):
+        parse_config({**base, "pii_names_model": "large"})
+
+
 def test_the_anthropic_passthrough_is_scrubbed_too(guarded, fake_anthropic):
     gw, keys, _ = guarded
     claude = anthropic.Anthropic(base_url=gw.url, api_key=keys["pseudonymize"],
@@ -216,35 +242,55 @@ def test_redact_block_local_and_detect(guarded, fake_openai):
     assert "jane.doe" not in body
 
 
-def test_a_hostile_megabyte_is_scrubbed_off_the_event_loop(guarded, fake_openai):
-    """1 MB of digit and dash runs (near-misses for phone and card patterns) with one
-    real address: pseudonymized in linear time on a worker thread while /healthz keeps
-    answering, and the address comes back in the answer."""
+def _post_while_polling_healthz(gw, key: str, text: str) -> tuple[dict, float, int]:  # noqa: ANN001
+    """POST ``text`` as a chat message and poll /healthz until it is answered: (the
+    answer's status and body, the slowest /healthz, how many polls)."""
     import threading
 
     import requests
 
-    gw, keys, _ = guarded
-    text = ("1-" * 250_000) + " write to jane.doe@example.com " + ("4 " * 240_000)
     result: dict[str, object] = {}
 
     def post() -> None:
-        r = requests.post(gw.v1 + "/chat/completions", timeout=60,
-                          headers={"authorization": f"Bearer {keys['pseudonymize']}"},
+        r = requests.post(gw.v1 + "/chat/completions", timeout=120,
+                          headers={"authorization": f"Bearer {key}"},
                           json={"model": "gpt-fake",
                                 "messages": [{"role": "user", "content": text}]})
         result["status"], result["body"] = r.status_code, r.json()
 
     worker = threading.Thread(target=post)
     worker.start()
-    worst = 0.0
+    worst, polls = 0.0, 0
     while worker.is_alive():
         t0 = time.perf_counter()
         assert requests.get(gw.url + "/healthz", timeout=10).status_code == 200
-        worst = max(worst, time.perf_counter() - t0)
+        worst, polls = max(worst, time.perf_counter() - t0), polls + 1
         time.sleep(0.02)
     worker.join()
+    return result, worst, polls
+
+
+def test_a_hostile_megabyte_is_scrubbed_off_the_event_loop(guarded, fake_openai):
+    """1 MB of digit and dash runs (near-misses for phone and card patterns) with one
+    real address: pseudonymized in linear time on a worker thread while /healthz keeps
+    answering, and the address comes back in the answer."""
+    gw, keys, _ = guarded
+    text = ("1-" * 250_000) + " write to jane.doe@example.com " + ("4 " * 240_000)
+    result, worst, _ = _post_while_polling_healthz(gw, keys["pseudonymize"], text)
     assert result["status"] == 200, result
     assert "jane.doe@example.com" not in _sent(fake_openai)
     assert "jane.doe@example.com" in result["body"]["choices"][0]["message"]["content"]
     assert worst < 1.0, f"/healthz waited {worst:.2f} s behind the scan"
+
+
+def test_names_in_a_long_body_are_read_off_the_event_loop(guarded, fake_openai):
+    """60 kB of distinct sentences with names (under the 64 kB off-loop bound for the
+    patterns): the names model reads it on a worker thread while /healthz answers."""
+    gw, keys, _ = guarded
+    text = " ".join(f"Ticket {i}: Ingrid Halvorsen asked Tomasz Wieczorek about the "
+                    f"invoice for order {i}." for i in range(800))[:60_000]
+    result, worst, polls = _post_while_polling_healthz(gw, keys["redact"], text)
+    assert result["status"] == 200, result
+    assert "Halvorsen" not in _sent(fake_openai)
+    assert polls > 3  # the read took a while, and the loop answered throughout
+    assert worst < 0.5, f"/healthz waited {worst:.2f} s behind the names model"

@@ -367,9 +367,13 @@ class Config(Struct, kw_only=True, forbid_unknown_fields=True):
     # Redis unreachable while limits are configured: "deny" answers 503 (fail closed),
     # "allow" serves without limits until it is back (fail open)
     on_redis_error: Literal["deny", "allow"] = "deny"
-    # The pii: modes find names of people, places and organisations too (guard/names:
-    # a small spaCy model, about 2 ms for a short new message); false: identifiers only
+    # The pii: modes find names of people, places and organisations, and street
+    # addresses, too (guard/names); false: identifiers only
     pii_names: bool = True
+    # Which model reads them: "encoder" (MiniLM and a trained head, guard/names_encoder:
+    # the embeddings extra; ~9 ms for a short new message) or "small" (a spaCy model,
+    # ~2 ms, finds fewer: docs/benchmarks.md)
+    pii_names_model: Literal["encoder", "small"] = "encoder"
 
     def __post_init__(self) -> None:
         names = [m.name for m in self.models]

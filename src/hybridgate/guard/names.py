@@ -14,18 +14,23 @@ the whole scan stays linear in the input.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import re
 import threading
-from collections import OrderedDict
-from collections.abc import Iterator
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 MODEL = Path(__file__).with_name("names_model")
-KINDS = frozenset({"PERSON", "LOCATION", "ORGANIZATION"})
+KINDS = frozenset({"PERSON", "LOCATION", "ORGANIZATION", "STREET_ADDRESS"})
 PIECE = 2_000
 _LETTER = re.compile(r"[^\W\d_]")
+
+
+READERS = ("small", "encoder")
+_reader = "encoder"  # as the config default, pii_names_model
 
 
 @functools.cache
@@ -36,9 +41,42 @@ def _model() -> Any:
     return spacy.load(MODEL)
 
 
+def _read_small(texts: list[str]) -> list[tuple[tuple[str, int, int], ...]]:
+    return [tuple((e.label_, e.start_char, e.end_char) for e in doc.ents
+                  if e.label_ in KINDS) for doc in _model().pipe(texts)]
+
+
+def _read_encoder(texts: list[str]) -> list[tuple[tuple[str, int, int], ...]]:
+    try:
+        from hybridgate.guard.names_encoder import tagger
+
+        model = tagger()
+    except Exception as e:  # noqa: BLE001 - said once, at start-up, in plain words
+        raise RuntimeError(
+            "pii_names_model: encoder needs the embeddings extra (pip install "
+            f"'hybridgate[embeddings]'), or set pii_names_model: small ({e})") from e
+    return [tuple(found) for found in model.find(texts)]
+
+
+def use(reader: str) -> None:
+    """Which model reads names in this process: ``small`` (the spaCy model) or
+    ``encoder`` (``guard/names_encoder``: needs the embeddings extra)."""
+    global _reader
+    if reader not in READERS:
+        raise ValueError(f"names reader must be one of {READERS}, not {reader!r}")
+    if reader != _reader:
+        with _lock:
+            _seen.clear()
+        _reader = reader
+
+
 def load() -> None:
     """Load the model now (at start-up) rather than on the first request."""
-    _model()
+    _read(["Ann"])
+
+
+def _read(texts: list[str]) -> list[tuple[tuple[str, int, int], ...]]:
+    return (_read_encoder if _reader == "encoder" else _read_small)(texts)
 
 
 def pieces(text: str, size: int = PIECE) -> Iterator[tuple[int, str]]:
@@ -57,6 +95,80 @@ def pieces(text: str, size: int = PIECE) -> Iterator[tuple[int, str]]:
         at = end
 
 
+def _fresh(texts: Iterable[str]) -> list[str]:
+    """The distinct pieces of ``texts`` that hold a letter and are not remembered."""
+    out = dict.fromkeys(p for t in texts for _, p in pieces(t) if _LETTER.search(p))
+    return [p for p in out if p not in _seen]
+
+
+class Reader:
+    """Reads the new pieces of concurrent requests together, off the event loop: the
+    model runs on a worker thread, and requests that arrive while it is busy share its
+    next call (a batch of 16 short messages costs the encoder far less than 16 calls of
+    one). Each call takes a bounded share of text from the waiting requests in turn, so
+    a short message waits one short call, not behind a megabyte that came first. ``find`` then takes what was
+    read from memory."""
+
+    BATCH = 16  # pieces per model call
+    BATCH_CHARS = 8_000  # and characters (~0.25 s of prose, ~1 s of random characters)
+
+    def __init__(self) -> None:
+        self._jobs: list[tuple[deque[str], asyncio.Future[None]]] = []
+        self._drainer: asyncio.Task[None] | None = None
+
+    async def prefetch(self, texts: Iterable[str]) -> None:
+        """Read the names in ``texts`` (as ``guard.pii.find`` will hand them to ``find``)
+        now, so that ``find`` on them does no model work."""
+        fresh = _fresh(texts)
+        if not fresh:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._jobs.append((deque(fresh), done))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.create_task(self._drain())
+        await done
+
+    def _next_batch(self) -> list[str]:
+        """Up to ``BATCH`` pieces and ``BATCH_CHARS`` characters (at least one piece),
+        one from each waiting request in turn."""
+        take: list[str] = []
+        size = 0
+        while len(take) < self.BATCH and any(q for q, _ in self._jobs):
+            for q, _ in self._jobs:
+                if not q or len(take) >= self.BATCH:
+                    continue
+                if take and size + len(q[0]) > self.BATCH_CHARS:
+                    return take
+                size += len(q[0])
+                take.append(q.popleft())
+        return take
+
+    async def _drain(self) -> None:
+        while self._jobs:
+            self._jobs = [(q, d) for q, d in self._jobs if not d.done()]  # gone: cancelled
+            take = self._next_batch()
+            try:
+                if take:
+                    await asyncio.to_thread(_read_and_remember, take)
+            except Exception as e:  # noqa: BLE001 - every waiter hears of it
+                jobs, self._jobs = self._jobs, []
+                for _, d in jobs:
+                    if not d.done():
+                        d.set_exception(e)
+                continue
+            for q, d in self._jobs:
+                if not q and not d.done():
+                    d.set_result(None)
+            self._jobs = [(q, d) for q, d in self._jobs if q]
+
+
+def _read_and_remember(fresh: list[str]) -> None:
+    fresh = [p for p in dict.fromkeys(fresh) if p not in _seen]  # read since it waited
+    if fresh:
+        for p, ents in zip(fresh, _read(fresh), strict=True):
+            _remember(p, ents)
+
+
 def find(text: str) -> list[tuple[str, int, int]]:
     """Every name in ``text`` as (kind, start, end), in order. Pieces seen lately are not
     read again: a chat resends its whole history (and its system prompt) every turn.
@@ -65,11 +177,9 @@ def find(text: str) -> list[tuple[str, int, int]]:
     known = {p: e for _, p in parts if (e := _seen.get(p)) is not None}
     fresh = [p for p in dict.fromkeys(p for _, p in parts) if p not in known]
     if fresh:
-        docs = _model().pipe(fresh)
-        for p, doc in zip(fresh, docs, strict=True):
-            known[p] = tuple((e.label_, e.start_char, e.end_char) for e in doc.ents
-                             if e.label_ in KINDS)
-            _remember(p, known[p])
+        for p, ents in zip(fresh, _read(fresh), strict=True):
+            known[p] = ents
+            _remember(p, ents)
     out = []
     for off, p in parts:
         out += [(k, off + a, off + b) for k, a, b in known[p]]

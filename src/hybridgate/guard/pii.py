@@ -112,7 +112,7 @@ def _ipv6_ok(m: re.Match[str]) -> bool:
 @dataclass(frozen=True, slots=True)
 class Found:
     kind: str  # EMAIL_ADDRESS, PHONE_NUMBER, US_SSN, IBAN_CODE, CREDIT_CARD, IP_ADDRESS,
-    # and with names: PERSON, LOCATION, ORGANIZATION
+    # and with names: PERSON, LOCATION, ORGANIZATION, STREET_ADDRESS
     start: int
     end: int
     value: str
@@ -138,9 +138,7 @@ def find(text: str, names: bool = False) -> list[Found]:
     scan a megabyte in milliseconds, the names model takes longer (docs/benchmarks.md).
     A name that overlaps an identifier (the name in an e-mail address) is left to it."""
     taken: list[Found] = []  # disjoint, sorted by start (so by end too)
-    # An escaped line break or tab ("\\n" in a JSON string or code) separates like the
-    # real one; the same length, so offsets hold and values come from the text itself.
-    scan = text.replace("\\n", " \n").replace("\\t", " \t") if "\\" in text else text
+    scan = scan_text(text)
     for kind, pattern, valid in _KINDS:
         if kind == "EMAIL_ADDRESS" and "@" not in text:
             continue
@@ -150,6 +148,13 @@ def find(text: str, names: bool = False) -> list[Found]:
     if names:
         taken = _add(taken, (Found(k, a, b, text[a:b]) for k, a, b in find_names(scan)))
     return taken
+
+
+def scan_text(text: str) -> str:
+    """``text`` as the detectors read it: an escaped line break or tab ("\\n" in a JSON
+    string or code) separates like the real one; the same length, so offsets hold and
+    values come from the text itself."""
+    return text.replace("\\n", " \n").replace("\\t", " \t") if "\\" in text else text
 
 
 def _add(taken: list[Found], new: Iterable[Found]) -> list[Found]:
@@ -181,9 +186,15 @@ def detect(text: str) -> str | None:
 
 
 def outbound_text(req: ChatRequest) -> str:
+    """Every piece of client text that an upstream would receive, joined by newlines so
+    that no two pieces fuse into a match."""
+    return "\n".join(outbound_parts(req))
+
+
+def outbound_parts(req: ChatRequest) -> list[str]:
     """Every piece of client text that an upstream would receive: all messages of every
     role (content strings and text parts, names, tool-call arguments, tool results) and
-    the tool definitions. Joined by newlines so that no two pieces fuse into a match."""
+    the tool definitions."""
     parts: list[str] = []
     for m in req.messages:
         parts.append(m.text())
@@ -194,4 +205,4 @@ def outbound_text(req: ChatRequest) -> str:
     for t in req.tools or ():
         if t.function.description:
             parts.append(t.function.description)
-    return "\n".join(parts)
+    return parts

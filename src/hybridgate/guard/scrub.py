@@ -35,7 +35,7 @@ from hybridgate.core.types import (
     ToolCall,
     ToolCallDelta,
 )
-from hybridgate.guard.pii import find, outbound_text
+from hybridgate.guard.pii import find
 
 MODES = ("off", "detect", "pseudonymize", "redact", "local", "block")
 STRICTNESS = {m: i for i, m in enumerate(MODES)}
@@ -49,9 +49,27 @@ def stricter(*modes: str | None) -> str | None:
     return max(found, key=STRICTNESS.__getitem__) if found else None
 
 
+def texts(req: ChatRequest) -> list[str]:
+    """Each text of the request that ``count`` and ``Pseudonyms.request`` scan, as they
+    scan it: content strings, text parts one by one, tool-call arguments, message names
+    and tool descriptions (counted; a tool's description is the developer's, not sent
+    redacted)."""
+    out: list[str] = []
+    for m in req.messages:
+        if isinstance(m.content, str):
+            out.append(m.content)
+        elif isinstance(m.content, list):
+            out += [p.text for p in m.content if isinstance(p, ContentPart) and p.text]
+        if m.name:
+            out.append(m.name)
+        out += [c.function.arguments for c in m.tool_calls or ()]
+    out += [t.function.description for t in req.tools or () if t.function.description]
+    return out
+
+
 def count(req: ChatRequest, names: bool = False) -> Counter[str]:
     """How many of each kind of personal data the request would send out."""
-    return Counter(f.kind for f in find(outbound_text(req), names))
+    return Counter(f.kind for text in texts(req) for f in find(text, names))
 
 
 class Pseudonyms:
