@@ -50,7 +50,8 @@ def wait_http(url: str, timeout: float = 60) -> None:
 def wrk_script(stream: bool, model: str = "bench", key: str | None = None,
                prompt: str = "Hello there!", fresh: bool = False) -> str:
     """A wrk Lua script posting one chat request (with a bearer key if given); with
-    ``fresh``, each request's prompt ends in a new number, so no two are the same."""
+    ``fresh``, each request's prompt ends in a new number, so no two are the same, in
+    this run or any other."""
     body: dict = {"model": model, "messages": [{"role": "user", "content": prompt}]}
     if stream:
         body["stream"] = True
@@ -59,7 +60,8 @@ def wrk_script(stream: bool, model: str = "bench", key: str | None = None,
     if fresh:
         said = json.dumps(prompt)[1:-1]
         before, after = json.dumps(body).split(said, 1)
-        head += (f"local n = 0\nrequest = function()\n  n = n + 1\n"
+        # numbered from the clock: a later run (the next round) repeats no earlier body
+        head += (f"local n = (os.time() % 100000) * 100000\nrequest = function()\n  n = n + 1\n"
                  f"  return wrk.format(nil, nil, nil, {json.dumps(before + said)}"
                  f" .. \" (ticket \" .. n .. \")\" .. {json.dumps(after)})\nend\n")
     else:

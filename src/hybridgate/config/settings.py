@@ -371,7 +371,7 @@ class Config(Struct, kw_only=True, forbid_unknown_fields=True):
     # addresses, too (guard/names); false: identifiers only
     pii_names: bool = True
     # Which model reads them: "encoder" (MiniLM and a trained head, guard/names_encoder:
-    # the embeddings extra; ~9 ms for a short new message) or "small" (a spaCy model,
+    # the embeddings extra; ~11 ms for a short new message) or "small" (a spaCy model,
     # ~2 ms, finds fewer: docs/benchmarks.md)
     pii_names_model: Literal["encoder", "small"] = "encoder"
 

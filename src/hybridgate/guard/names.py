@@ -1,15 +1,18 @@
-"""People's, places' and organisations' names in client text, for the ``pii:`` modes.
+"""People's, places' and organisations' names, and street addresses, in client text, for
+the ``pii:`` modes.
 
-Names have no shape a pattern can check, so a named-entity model finds them: a small
-spaCy pipeline (a hash-embedding CNN and a transition-based recogniser, about 4 MB)
-shipped in ``names_model/``. No English spaCy pipeline loads here from a package whose
-provenance holds up, so it was trained for this project by ``bench/train_names.py``, on
-sentences made from Faker's name lists, GeoNames and templates written here, and measured
+Names have no shape a pattern can check, so a model finds them, one of two
+(``pii_names_model``): ``encoder`` (``guard/names_encoder``: MiniLM and a tagging head
+trained here, the default) or ``small`` (a spaCy pipeline, a hash-embedding CNN and a
+transition-based recogniser, about 4 MB, shipped in ``names_model/``; no English spaCy
+pipeline loads here from a package whose provenance holds up). Both were trained for this
+project (``bench/train_names_encoder.py``, ``bench/train_names.py``) on sentences made
+from Faker's name and address lists, GeoNames and templates written here, and measured
 on presidio-evaluator's sentences, which share none of that (``bench/pii_eval.py``).
 
 Client text is hostile: the model sees it in pieces of at most ``PIECE`` characters cut
-at line breaks or spaces, so the tokenizer's work on any one run of text is bounded and
-the whole scan stays linear in the input.
+at line breaks or spaces, so its work on any one run of text is bounded and the whole
+scan stays linear in the input; ``Reader`` runs it off the event loop.
 """
 
 from __future__ import annotations
@@ -106,8 +109,8 @@ class Reader:
     model runs on a worker thread, and requests that arrive while it is busy share its
     next call (a batch of 16 short messages costs the encoder far less than 16 calls of
     one). Each call takes a bounded share of text from the waiting requests in turn, so
-    a short message waits one short call, not behind a megabyte that came first. ``find`` then takes what was
-    read from memory."""
+    a short message waits one short call, not behind a megabyte that came first.
+    ``find`` then takes what was read from memory."""
 
     BATCH = 16  # pieces per model call
     BATCH_CHARS = 8_000  # and characters (~0.25 s of prose, ~1 s of random characters)
